@@ -1,0 +1,89 @@
+"""The engine interface every model implements (DESIGN.md, "The engine interface").
+
+An engine's only contract on time: N frames in, N frames out, same order. It never sees
+files, containers or timestamps.
+
+Frames in: ``(T, H, W, 3)`` host tensors, ``uint8`` (8-bit sources) or ``uint16`` (deeper
+sources, full 16-bit scale). Frames out: ``(T, H_out, W_out, 3)``, float in [0, 1] on any
+device (the sink quantizes once) or an integer dtype that the sink takes as is.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..frames import StreamSpec
+    from ..options import Options
+
+
+@dataclass
+class EnginePlan:
+    """What an engine will do for one stream; printed by ``--dry-run`` and logged."""
+
+    engine: str  # model id
+    in_size: tuple[int, int]  # (H, W) of the frames pushed
+    out_size: tuple[int, int]  # (H, W) of the frames returned
+    device: str
+    dtype: str
+    details: dict[str, Any] = field(default_factory=dict)  # model-specific, human readable
+    notes: list[str] = field(default_factory=list)  # what was applied and why
+    est_gpu_bytes: int | None = None  # predicted peak device memory
+    est_host_bytes: int | None = None  # predicted peak host memory of the engine
+    est_seconds_per_frame: float | None = None
+    latency_frames: int = 0  # frames an engine may hold before the first output
+
+    def describe(self) -> list[str]:
+        h, w = self.in_size
+        ho, wo = self.out_size
+        lines = [f"engine {self.engine} on {self.device} ({self.dtype}): {w}x{h} -> {wo}x{ho}"]
+        lines += [f"  {k}: {v}" for k, v in self.details.items()]
+        if self.est_gpu_bytes is not None:
+            lines.append(f"  predicted peak GPU memory: {self.est_gpu_bytes / 2**30:.2f} GiB")
+        if self.est_host_bytes is not None:
+            lines.append(f"  predicted peak host memory: {self.est_host_bytes / 2**30:.2f} GiB")
+        if self.est_seconds_per_frame is not None:
+            lines.append(f"  predicted time: {self.est_seconds_per_frame:.3f} s/frame")
+        lines += [f"  note: {n}" for n in self.notes]
+        return lines
+
+
+class EngineSession(ABC):
+    """One stream through an opened engine. Holds the streaming state (caches, memories)."""
+
+    @abstractmethod
+    def push(self, frames: "torch.Tensor") -> Iterator["torch.Tensor"]:
+        """Take ``(T, H, W, 3)`` frames; yield output batches that are final, in order."""
+
+    @abstractmethod
+    def flush(self) -> Iterator["torch.Tensor"]:
+        """End of stream: yield every output not yet returned."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Free per-stream state (weights stay loaded in the engine)."""
+
+
+class Engine(ABC):
+    """A model. Created once per ``Upscaler``; keeps weights loaded across streams."""
+
+    name: str
+    native_scale: int = 1
+
+    @abstractmethod
+    def plan(self, spec: "StreamSpec", opts: "Options") -> EnginePlan:
+        """Sizes, multiples, memory and time for this stream. Raises before any heavy work."""
+
+    @abstractmethod
+    def open(self, plan: EnginePlan) -> EngineSession:
+        """Start a stream; loads weights on first use and keeps them for later streams."""
+
+    def weights_status(self) -> str:
+        """One line for ``vsrkit models``: whether the files are present."""
+        return "no weights needed"
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release weights and device memory."""
