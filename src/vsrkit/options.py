@@ -49,6 +49,9 @@ class Options:
     height: int | None = _f(None, "output height (aspect kept if --width is omitted)", "size")
     resolution: int | None = _f(None, "output short side in pixels (aspect kept)", "size")
     max_resolution: int | None = _f(None, "cap on the output's long side", "size")
+    fit: str = _f("pad", "how sizes reach the model's multiples: pad (pad and crop back, keeps all "
+                  "content) or crop (the official scripts' centre crop)", "size",
+                  choices=("pad", "crop"))
 
     # -- range ---------------------------------------------------------------------------
     start: str | None = _f(None, "start time (seconds or HH:MM:SS.ms)", "range")
