@@ -81,9 +81,24 @@ class Engine(ABC):
     def open(self, plan: EnginePlan) -> EngineSession:
         """Start a stream; loads weights on first use and keeps them for later streams."""
 
+    def weight_files(self) -> list:
+        """The ``hub.WeightFile``s this engine (with its variant) needs; ``vsrkit models
+        download`` fetches them and ``weights_status`` checks them."""
+        return []
+
     def weights_status(self) -> str:
         """One line for ``vsrkit models``: whether the files are present."""
-        return "no weights needed"
+        files = self.weight_files()
+        if not files:
+            return "no weights needed"
+        from .. import hub
+        from ..errors import WeightsError
+
+        try:
+            hub.resolve(files, model_id=self.name, weights_dir=getattr(self, "weights_dir", None))
+        except WeightsError as e:
+            return f"missing ({e})"
+        return "present"
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release weights and device memory."""
