@@ -34,8 +34,8 @@ KERNELS = {"lanczos": (_lanczos3, 3.0), "bicubic": (_bicubic, 2.0)}
 
 
 def resample_matrix(n_in: int, n_out: int, kernel: str) -> torch.Tensor:
-    """``(n_out, n_in)`` float64 weights mapping input samples to output samples (pixel
-    centres aligned, edges clamped, each row summing to 1)."""
+    """``(n_out, n_in)`` float64 weights mapping input samples to output samples, as PIL
+    computes them (pixel centres aligned, each row summing to 1)."""
     scale = n_in / n_out
     centers = (torch.arange(n_out, dtype=torch.float64) + 0.5) * scale  # in input pixel units
     if kernel == "nearest":
@@ -45,12 +45,16 @@ def resample_matrix(n_in: int, n_out: int, kernel: str) -> torch.Tensor:
     stretch = max(scale, 1.0)  # widen the kernel when downscaling (antialias)
     radius = support * stretch
     taps = int(math.ceil(radius)) * 2 + 1
-    first = torch.floor(centers - radius).long()  # (n_out,)
+    # PIL's window: taps in [int(c - r + 0.5), int(c + r + 0.5)), cut at the edges and the
+    # remaining weights renormalized (no edge replication).
+    first = torch.floor(centers - radius + 0.5).long()  # (n_out,)
+    last = torch.floor(centers + radius + 0.5).long().clamp(max=n_in)
     pos = first[:, None] + torch.arange(taps)[None, :]  # (n_out, taps) input indices
     w = fn((pos + 0.5 - centers[:, None]) / stretch)
+    w = torch.where((pos >= 0) & (pos < last[:, None]), w, torch.zeros_like(w))
     w = w / w.sum(dim=1, keepdim=True)
     m = torch.zeros(n_out, n_in, dtype=torch.float64)
-    m.scatter_add_(1, pos.clamp(0, n_in - 1), w)  # out-of-range taps fold onto the edge pixel
+    m.scatter_add_(1, pos.clamp(0, n_in - 1), w)
     return m
 
 
