@@ -96,11 +96,17 @@ def to_scheme(w: torch.Tensor, scale: torch.Tensor | None, scheme: Scheme
 
 
 @functools.lru_cache(maxsize=None)
+def _probe_fp8_matmul(device_type: str, index: int | None) -> bool:
+    if device_type != "cuda" or not torch.cuda.is_available():
+        return False
+    return torch.cuda.get_device_capability(index) >= (8, 9)
+
+
+# A constant for torch.compile: traced once, no graph break inside a compiled block.
+@torch.compiler.assume_constant_result
 def has_fp8_matmul(device: torch.device) -> bool:
     """FP8 tensor-core matmuls: CUDA compute capability 8.9 (Ada) or 9.0+ (Hopper, Blackwell)."""
-    if device.type != "cuda" or not torch.cuda.is_available():
-        return False
-    return torch.cuda.get_device_capability(device) >= (8, 9)
+    return _probe_fp8_matmul(device.type, device.index)
 
 
 def quantize_activation(x: torch.Tensor, act_scale: ActScale
