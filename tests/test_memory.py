@@ -106,3 +106,18 @@ def test_failed_step_memory_is_released_before_retry():
         return plan
 
     assert retry_on_oom(step, ["big", "small"]) == "small"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_real_oom_falls_back():
+    total = torch.cuda.get_device_properties(0).total_memory
+    said = []
+
+    def step(nbytes):
+        t = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+        return t.numel()
+
+    assert retry_on_oom(step, [2 * total, 2**20], said.append) == 2**20
+    assert len(said) == 1 and "retrying" in said[0]
+    assert vram_budget("auto", "cuda") > 0

@@ -134,3 +134,22 @@ def test_resolve_offload_blocks():
     assert resolve_offload_blocks("12", device="cuda", **kw) == 12
     with pytest.raises(UsageError, match="has 30 blocks"):
         resolve_offload_blocks("31", device="cuda", **kw)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("n_on_host", [0, 3, 6])
+def test_gpu_outputs_identical_and_weights_on_host(n_on_host):
+    dev = torch.device("cuda")
+    blocks = make_blocks()
+    x = torch.randn(64, 32, device=dev)
+    with torch.no_grad():
+        ref = run(make_blocks().to(dev), x)  # same seed, same weights
+        swap = BlockSwap(blocks, n_on_host, dev)
+        for _ in range(3):
+            assert torch.equal(run(blocks, x), ref)
+    for i, b in enumerate(blocks):
+        on_host = i >= len(blocks) - n_on_host
+        assert b[1].weight.device.type == ("cpu" if on_host else "cuda")
+        assert b[1].weight.is_pinned() == on_host
+    swap.close()

@@ -240,3 +240,23 @@ def test_per_channel_and_block_scales():
 def test_orphan_scale_is_a_weights_error():
     with pytest.raises(WeightsError, match="x.weight"):
         split_scales({"x.scale_weight": torch.tensor(1.0)})
+
+
+needs_fp8_gpu = pytest.mark.skipif(
+    not (torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9)),
+    reason="needs a CUDA GPU with FP8 matrix units (compute capability >= 8.9)")
+
+
+@pytest.mark.gpu
+@needs_fp8_gpu
+def test_gpu_auto_backend_uses_scaled_mm():
+    from vsrkit.quant import has_fp8_matmul
+
+    lin = nn.Linear(256, 512).cuda()
+    x = torch.randn(100, 256, device="cuda")
+    ref = lin(x)
+    q = FP8Linear.from_linear(lin)
+    assert has_fp8_matmul(x.device) and q._uses_scaled_mm(x.bfloat16())
+    assert rel(q(x.bfloat16()), ref) < 0.07
+    assert not q._uses_scaled_mm(x)  # float32 activations take the dequant path
+    assert rel(q(x), ref) < 0.05
