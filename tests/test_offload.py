@@ -86,8 +86,8 @@ def test_host_blocks_live_in_the_flat_buffer_and_fp8_blocks_swap():
         ref = run(blocks, x)
         swap = BlockSwap(blocks, 3, "cpu")
         assert torch.equal(run(blocks, x), ref)
-    assert swap.host_bytes >= sum(t.numel() * t.element_size()
-                                  for b in blocks[3:] for t in list(b.parameters()) + list(b.buffers()))
+    host_tensors = [t for b in blocks[3:] for t in list(b.parameters()) + list(b.buffers())]
+    assert swap.host_bytes >= sum(t.numel() * t.element_size() for t in host_tensors)
     w = blocks[4][1].weight
     assert w.dtype == torch.float8_e4m3fn
     assert w.untyped_storage().data_ptr() == swap._host_buf[4].untyped_storage().data_ptr()

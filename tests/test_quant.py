@@ -33,7 +33,8 @@ class Block(nn.Module):
     def forward(self, x):  # (B, L, D)
         b, n, d = x.shape
         h = self.norm1(x)
-        q, k, v = (p(h).view(b, n, self.heads, -1).transpose(1, 2) for p in (self.q, self.k, self.v))
+        q, k, v = (p(h).view(b, n, self.heads, -1).transpose(1, 2)
+                   for p in (self.q, self.k, self.v))
         a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
         x = x + self.o(a)
         return x + self.ffn(self.norm2(x))
@@ -213,7 +214,8 @@ def test_plain_fp8_checkpoint_assign_then_swap():
     model.load_state_dict(ck, assign=True)
     rep = quantize_linears(model, filter=lambda n, m: n != "head", dtype=torch.float32)
     assert rep.upcast == ["head.weight"] and model.head.weight.dtype == torch.float32
-    assert torch.equal(model.blocks[0].o.weight.view(torch.uint8), ck["blocks.0.o.weight"].view(torch.uint8))
+    assert torch.equal(model.blocks[0].o.weight.view(torch.uint8),
+                       ck["blocks.0.o.weight"].view(torch.uint8))
     assert model.blocks[0].o.scheme == "per_channel"  # scale 1 broadcast per channel
     with torch.no_grad():
         model(torch.randn(1, 4, 64))
@@ -222,7 +224,8 @@ def test_plain_fp8_checkpoint_assign_then_swap():
 def test_per_channel_and_block_scales():
     w = torch.randn(32, 256) * 0.05
     q, s = quantize_weight(w, "per_channel")
-    tensors, scales = split_scales({"l.weight": q, "l.weight_scale": s.flatten(), "l.bias": torch.zeros(32)})
+    tensors, scales = split_scales({"l.weight": q, "l.weight_scale": s.flatten(),
+                                    "l.bias": torch.zeros(32)})
     m = nn.Sequential()
     m.add_module("l", nn.Linear(256, 32))
     quantize_linears(m, scheme="per_tensor")  # per-channel file into a per-tensor module

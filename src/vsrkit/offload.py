@@ -16,6 +16,8 @@ On CPU there is nothing to save: ``resolve_offload_blocks`` gives 0 there, and
 ``BlockSwap(blocks, 0, device)`` installs nothing. An explicit ``BlockSwap`` on CPU still runs
 the same hooks with plain copies (this is what the CPU tests check).
 
+Order in an engine: build, load, ``quant.quantize_linears`` (the swap tracks the tensors it
+finds, so swap modules first), move the rest of the model to the device, then ``BlockSwap``.
 ``torch.compile``: the hooks re-point tensors between calls, so compile each block's forward
 (the hot function), not the model around the hooks.
 """
@@ -90,9 +92,9 @@ class _Slot:
 class BlockSwap:
     """Keep the last ``n_on_host`` of ``blocks`` in (pinned) host memory and stream them to
     ``device`` ahead of use. Resident blocks are moved to ``device``; move the rest of the
-    model first (a later ``model.to(device)`` would pull the host blocks back). ``trace``, if a list,
-    receives ``("copy", block, slot)``, ``("run", block, slot|None)``, ``("done", block)``
-    events in the order they are issued."""
+    model first (a later ``model.to(device)`` would pull the host blocks back). ``trace``, if
+    a list, receives ``("copy", block, slot)``, ``("run", block, slot|None)`` and
+    ``("done", block)`` events in the order they are issued."""
 
     def __init__(self, blocks: nn.ModuleList, n_on_host: int, device: torch.device | str, *,
                  trace: list | None = None):
