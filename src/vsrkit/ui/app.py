@@ -188,7 +188,7 @@ CSS = """
 .vsr-queue td { padding: 4px 8px; border-bottom: 1px solid var(--border-color-primary); }
 .vsr-queue tr.vsr-followed td { background: var(--background-fill-secondary); }
 .vsr-queue-empty { color: var(--body-text-color-subdued); font-size: 14px; padding: 4px; }
-#command textarea, #command .cm-content { font-size: 13px; }
+#command textarea { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
 footer { display: none !important; }
 """
 
@@ -259,19 +259,21 @@ def build_app(queue: JobQueue, share_paths: Sequence[str] = ()):
                     size_mode = gr.Radio(list(form.SIZE_MODES), value=form.SIZE_MODES[0],
                                          label="Output size", elem_id="size-mode", scale=3)
                     container = gr.Dropdown(list(form.CONTAINERS), value="auto",
-                                            label="Container", elem_id="container", scale=1)
+                                            label="Container", info="MKV: the CLI's default",
+                                            elem_id="container", scale=1)
                 with gr.Row():
                     ns = form.native_scale(model0)
-                    scale = gr.Number(None, label="Scale ×", info=fields["scale"].metadata["help"],
-                                      placeholder=f"native ({ns:g}×)" if ns else "native",
-                                      elem_id="scale", minimum=0)
-                    resolution = gr.Number(None, precision=0, label="Short side (px)",
-                                           info=fields["resolution"].metadata["help"],
-                                           visible=False, elem_id="resolution")
-                    width = gr.Number(None, precision=0, label="Width (px)",
-                                      info=fields["width"].metadata["help"], visible=False)
-                    height = gr.Number(None, precision=0, label="Height (px)",
-                                       info=fields["height"].metadata["help"], visible=False)
+                    scale = gr.Dropdown(form.scale_choices(ns), value="native",
+                                        allow_custom_value=True, label="Scale ×",
+                                        info=fields["scale"].metadata["help"], elem_id="scale")
+                    resolution = gr.Dropdown(["720", "1080", "1440", "2160"], value="1080",
+                                             allow_custom_value=True, label="Short side (px)",
+                                             info=fields["resolution"].metadata["help"],
+                                             visible=False, elem_id="resolution")
+                    width = gr.Textbox("", label="Width (px)", placeholder="keep aspect",
+                                       info=fields["width"].metadata["help"], visible=False)
+                    height = gr.Textbox("", label="Height (px)", placeholder="keep aspect",
+                                        info=fields["height"].metadata["help"], visible=False)
                 adv: dict[str, Any] = {}
                 group_boxes: dict[str, Any] = {}
                 with gr.Accordion("Advanced options (same names, defaults and help as the CLI)",
@@ -317,14 +319,16 @@ def build_app(queue: JobQueue, share_paths: Sequence[str] = ()):
                                          buttons=["fullscreen"])
                 frame = gr.Slider(0, 1, value=0, step=1, label="Frame", elem_id="compare-frame",
                                   interactive=False)
-        command = gr.Code("", language="shell", label="Reproduce with the CLI",
-                          elem_id="command", interactive=False, lines=1)
-        with gr.Accordion("Queue", open=True):
-            queue_box = gr.HTML(queue_html([], None), elem_id="queue")
-            with gr.Row():
+        command = gr.Textbox("", label="Reproduce with the CLI", elem_id="command",
+                             interactive=False, lines=1, buttons=["copy"],
+                             placeholder="the command line of the finished run")
+        gr.HTML('<div class="vsr-panel-title">Queue</div>')
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=5):
+                queue_box = gr.HTML(queue_html([], None), elem_id="queue")
+            with gr.Column(scale=1, min_width=160):
                 follow = gr.Dropdown([], value=None, label="Show job", elem_id="follow",
-                                     scale=1, allow_custom_value=False)
-                gr.HTML('<div style="flex:3"></div>')
+                                     allow_custom_value=False)
 
         # -- wiring ---------------------------------------------------------------------------
         adv_names = list(adv)
@@ -369,7 +373,7 @@ def build_app(queue: JobQueue, share_paths: Sequence[str] = ()):
             boxes = [gr.update(visible=(g not in form.FAMILY_GROUPS or g == fam))
                      for g in group_boxes]
             return (gr.update(choices=form.variant_choices(m), value="default"),
-                    gr.update(placeholder=f"native ({ns:g}×)" if ns else "native"), *boxes)
+                    gr.update(choices=form.scale_choices(ns), value="native"), *boxes)
 
         model.change(on_model, [model], [variant, scale, *group_boxes.values()])
         size_mode.change(lambda m: (gr.update(visible=m == form.SIZE_MODES[0]),
@@ -452,10 +456,9 @@ def _widget(gr, f):
     if kind == "dropdown":
         return gr.Dropdown(list(f.metadata["choices"]), value=f.default, label=label,
                            info=info, min_width=220)
-    if kind in ("int", "float"):
+    if kind in ("int", "float") and f.default is not None:
         return gr.Number(f.default, label=label, info=info, min_width=220,
-                         precision=0 if kind == "int" else None,
-                         placeholder="default" if f.default is None else None)
+                         precision=0 if kind == "int" else None)
     return gr.Textbox(f.default or "", label=label, info=info, min_width=220,
                       placeholder="default" if f.default is None else None)
 

@@ -28,7 +28,7 @@ FAMILY_GROUPS = ("flashvsr", "seedvr2")  # shown only when the model is of that 
 # Variants per family, as Options.variant's help lists them (a registry entry may carry its
 # own list in ``kwargs["variants"]``, which wins).
 VARIANTS = {"flashvsr": ("tiny", "tiny-long", "full"), "seedvr2": ("sharp",)}
-CONTAINERS = (("MKV (as the CLI)", "auto"), ("MP4", "mp4"), ("MOV", "mov"))
+CONTAINERS = (("MKV", "auto"), ("MP4", "mp4"), ("MOV", "mov"))
 SIZE_MODES = ("Scale", "Short side", "Width × height")
 
 
@@ -90,7 +90,7 @@ def build_options(values: dict[str, Any], size_mode: str = SIZE_MODES[0]) -> Opt
         f = fields[name]
         if name in ("scale", "width", "height", "resolution") and name not in keep:
             continue
-        if name == "variant" and raw == "default":
+        if (name == "variant" and raw == "default") or (name == "scale" and raw == "native"):
             raw = None
         kwargs[name] = coerce(f, raw)
     return Options(**kwargs).validate()
@@ -130,6 +130,12 @@ def native_scale(model: str) -> float | None:
     mod_name, cls_name = e.target.split(":")
     cls = getattr(importlib.import_module(f"vsrkit.engines.{mod_name}"), cls_name)
     return getattr(cls, "native_scale", None)
+
+
+def scale_choices(native: float | None) -> list[tuple[str, str]]:
+    """The scale picker: the model's native scale first ("native" = leave ``scale`` unset)."""
+    first = [(f"native ({native:g}×)" if native else "native", "native")]
+    return first + [(f"{s:g}×", f"{s:g}") for s in (1, 1.5, 2, 3, 4) if s != native]
 
 
 def check_share_path(path: str | os.PathLike, share_paths: Sequence[str | os.PathLike]) -> Path:
