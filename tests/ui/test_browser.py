@@ -93,12 +93,15 @@ def choose(page, elem_id: str, value: str) -> None:
     box = page.locator(f"#{elem_id} input").first
     box.click()
     box.fill(value)
-    page.locator("ul.options li", has_text=value).first.click()
+    page.locator("[role=listbox] [role=option]", has_text=value).first.click()
 
 
 def upload(page, path: Path) -> None:
     """Upload, then wait until the page has probed it (the probe text changes)."""
     before = page.locator("#probe").inner_text()
+    clear = page.locator("#upload button[aria-label='Clear']")
+    if clear.count():  # a file is already there: remove it, as a user would
+        clear.first.click()
     page.locator("#upload input[type=file]").set_input_files(str(path))
     page.wait_for_function("(b) => { const t = document.querySelector('#probe').innerText;"
                            " return t.trim() !== '' && t !== b }", arg=before)

@@ -43,7 +43,7 @@ def test_a_job_finishes_with_output_preview_playable_and_command(queue, clip):
     assert job.output.parent == job.out_dir and job.output.suffix == ".mkv"
     assert count_frames(job.output) == 12 and job.frames_done == 12 and job.fraction == 1.0
     live_in, live_out = job.preview
-    assert live_in.shape == (48, 64, 3) and live_out.shape == (96, 128, 3)
+    assert live_in.shape == live_out.shape == (96, 128, 3) and live_in.dtype.name == "uint8"
     # MKV is not for browsers: the page gets an H.264 MP4 of every frame
     assert job.playable != job.output and browser_playable(job.playable)
     assert count_frames(job.playable) == 12

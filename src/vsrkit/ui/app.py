@@ -91,7 +91,11 @@ def progress_html(job: Job | None) -> str:
     msg = ""
     if job.status == "failed":
         msg = _error_box(job.message)
-    elif job.status in ("stopped", "cancelled"):
+    elif job.status == "stopped":
+        what = (f"the partial file {job.output.name} holds {job.frames_done} frames"
+                if job.output is not None else "no frames were written")
+        msg = f'<div class="vsr-msg vsr-warn">Stopped: {html.escape(what)}.</div>'
+    elif job.status == "cancelled":
         msg = f'<div class="vsr-msg vsr-warn">{html.escape(job.message)}</div>'
     elif job.status == "done" and job.output is not None:
         msg = f'<div class="vsr-msg vsr-ok">Wrote {html.escape(job.output.name)}</div>'
@@ -186,6 +190,8 @@ CSS = """
 .vsr-queue th { text-align: left; font-weight: 600; color: var(--body-text-color-subdued);
   border-bottom: 1px solid var(--border-color-primary); padding: 4px 8px; }
 .vsr-queue td { padding: 4px 8px; border-bottom: 1px solid var(--border-color-primary); }
+.vsr-queue, .vsr-queue th, .vsr-queue td { border-left: none !important; border-right: none !important;
+  border-top: none !important; }
 .vsr-queue tr.vsr-followed td { background: var(--background-fill-secondary); }
 .vsr-queue-empty { color: var(--body-text-color-subdued); font-size: 14px; padding: 4px; }
 #command textarea { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
@@ -250,10 +256,10 @@ def build_app(queue: JobQueue, share_paths: Sequence[str] = ()):
                 gr.HTML('<div class="vsr-panel-title">2 · Settings</div>')
                 with gr.Row():
                     model = gr.Dropdown(form.model_choices(), value=model0, label="Model",
-                                        info=fields["model"].metadata["help"].split(" (")[0],
+                                        info="`vsrkit models` lists them with their weights",
                                         elem_id="model", scale=3)
                     variant = gr.Dropdown(form.variant_choices(model0), value="default",
-                                          label="Variant", info="model variant",
+                                          label="Variant", info="default: the model's own",
                                           allow_custom_value=True, elem_id="variant", scale=2)
                 with gr.Row():
                     size_mode = gr.Radio(list(form.SIZE_MODES), value=form.SIZE_MODES[0],

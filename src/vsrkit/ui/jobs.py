@@ -29,7 +29,7 @@ from ..frames import FrameInfo
 from ..options import Options
 from ..progress import CancelToken, Event
 from .command import cli_command
-from .video import browser_playable, make_preview, to_display
+from .video import browser_playable, make_preview, resize_display, to_display
 
 PREVIEW_INTERVAL = 0.5  # [seconds] between live preview captures (about 2 per second)
 PREVIEW_SIDE = 640  # [pixels] long side of live previews
@@ -222,8 +222,11 @@ class JobQueue:
             if inputs is None or now - last_preview[0] < PREVIEW_INTERVAL:
                 return
             last_preview[0] = now
-            job.preview = (to_display(inputs[-1], PREVIEW_SIDE),
-                           to_display(outputs[-1], PREVIEW_SIDE))
+            out = to_display(outputs[-1], PREVIEW_SIDE)
+            # the input at the output's display size, so the two read side by side
+            job.preview = (resize_display(to_display(inputs[-1], PREVIEW_SIDE), out.shape[:2],
+                                          nearest=True),
+                           out)
             job.preview_version += 1
 
         changes = {f.name: getattr(job.opts, f.name) for f in dataclasses.fields(Options)
