@@ -368,9 +368,9 @@ def build_app(queue: JobQueue, share_paths: Sequence[str] = ()):
             except VsrkitError as e:
                 return None, None, "", _error_box(str(e))
 
-        upload.change(on_upload, [upload], [source, thumb, probe_box, message])
+        chosen = [upload.change(on_upload, [upload], [source, thumb, probe_box, message])]
         if server is not None:
-            server.change(on_server, [server], [source, thumb, probe_box, message])
+            chosen.append(server.change(on_server, [server], [source, thumb, probe_box, message]))
             refresh.click(lambda: gr.update(choices=form.list_shared(share_paths)), None, [server])
 
         def on_model(m):
@@ -381,7 +381,7 @@ def build_app(queue: JobQueue, share_paths: Sequence[str] = ()):
             return (gr.update(choices=form.variant_choices(m), value="default"),
                     gr.update(choices=form.scale_choices(ns), value="native"), *boxes)
 
-        model.change(on_model, [model], [variant, scale, *group_boxes.values()])
+        chosen.append(model.change(on_model, [model], [variant, scale, *group_boxes.values()]))
         size_mode.change(lambda m: (gr.update(visible=m == form.SIZE_MODES[0]),
                                     gr.update(visible=m == form.SIZE_MODES[1]),
                                     gr.update(visible=m == form.SIZE_MODES[2]),
@@ -397,6 +397,17 @@ def build_app(queue: JobQueue, share_paths: Sequence[str] = ()):
                 return "", _error_box(str(e))
 
         plan_btn.click(on_plan, [source, *form_inputs], [plan_box, message])
+
+        def auto_plan(src, *vals):  # after a new input or model: quietly, only when it works
+            if src is None:
+                return ""
+            try:
+                return plan_markdown(src[0], collect(*vals))
+            except VsrkitError:
+                return ""
+
+        for event in chosen:
+            event.then(auto_plan, [source, *form_inputs], [plan_box], show_progress="hidden")
 
         def on_start(src, cont, *vals):
             if src is None:
