@@ -195,6 +195,7 @@ CSS = """
 .vsr-queue tr.vsr-followed td { background: var(--background-fill-secondary); }
 .vsr-queue-empty { color: var(--body-text-color-subdued); font-size: 14px; padding: 4px; }
 #command textarea { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
+.vsr-checks > * { flex: 1 1 45% !important; min-width: 45% !important; }
 footer { display: none !important; }
 """
 
@@ -289,9 +290,16 @@ def build_app(queue: JobQueue, share_paths: Sequence[str] = ()):
                         with gr.Accordion(form.GROUP_TITLES.get(group, group), open=False,
                                           visible=visible) as box:
                             group_boxes[group] = box
+                            boxes = [f for f in group_fields
+                                     if form.widget_kind(f) == "checkbox"]
                             with gr.Row():
                                 for f in group_fields:
-                                    adv[f.name] = _widget(gr, f)
+                                    if f not in boxes:
+                                        adv[f.name] = _widget(gr, f)
+                            if boxes:  # switches apart, two to a line, so labels stay legible
+                                with gr.Row(elem_classes="vsr-checks"):
+                                    for f in boxes:
+                                        adv[f.name] = _widget(gr, f)
                 with gr.Row():
                     plan_btn = gr.Button("Check plan", variant="secondary", elem_id="plan-btn")
                     start_btn = gr.Button("Upscale", variant="primary", elem_id="start")
@@ -547,8 +555,6 @@ def serve(host: str = "127.0.0.1", port: int = 7860, share_paths: Sequence[str] 
           quiet: bool = False) -> None:
     """Run the page until Ctrl-C. Binding beyond localhost prints a warning: the page has no
     login, and whoever reaches it can run jobs and read the shared folders."""
-    from gradio.utils import get_upload_folder
-
     if host not in LOOPBACK:
         print(f"vsrkit: warning: the UI listens on {host}:{port}, beyond this machine; it has no "
               "login: anyone who reaches it can run jobs on this GPU"
@@ -558,6 +564,8 @@ def serve(host: str = "127.0.0.1", port: int = 7860, share_paths: Sequence[str] 
             from ..errors import UsageError
 
             raise UsageError(f"--share-path {p}: not a folder")
+    from gradio.utils import get_upload_folder  # after the checks: importing it takes seconds
+
     # Outputs live in Gradio's own upload folder, so the page serves them without copying
     # (a 4K output can be gigabytes).
     work_dir = Path(get_upload_folder()) / "vsrkit-ui" / f"{os.getpid()}-{int(time.time())}"
