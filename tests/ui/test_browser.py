@@ -126,18 +126,20 @@ def download(page, tmp: Path) -> Path:
 def test_upscale_to_100_percent_then_stop_a_long_run(server, page, tmp_path):
     clip = make_video(tmp_path / "clip.mp4", frames=24, size=(96, 64))
     upload(page, clip)
-    choose(page, "model", "nearest")
+    choose(page, "model", "lanczos")
+    choose(page, "scale", "4×")
     page.click("#plan-btn")
-    page.wait_for_function("document.querySelector('#plan').innerText.includes('engine nearest')")
+    page.wait_for_function("document.querySelector('#plan').innerText.includes('-> 384x256')")
     page.click("#start")
     page.wait_for_selector("#progress [data-status=done]", timeout=60_000)
     assert "100%" in page.locator("#progress").inner_text()
     out = download(page, tmp_path)
     assert count_frames(out) == 24
     with av.open(str(out)) as c:
-        assert (c.streams.video[0].width, c.streams.video[0].height) == (192, 128)
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (384, 256)
     command = page.locator("#command textarea").input_value()
-    assert command.startswith("vsrkit upscale clip.mp4 -o ") and "--model nearest" in command
+    assert command.startswith("vsrkit upscale clip.mp4 -o ")
+    assert command.endswith(" --model lanczos --scale 4")
     page.wait_for_function("document.querySelector('#result-video video') !== null")
     page.wait_for_function("document.querySelectorAll('#compare img').length >= 2")
     ARTIFACTS.mkdir(exist_ok=True)
@@ -146,7 +148,6 @@ def test_upscale_to_100_percent_then_stop_a_long_run(server, page, tmp_path):
     # a longer, larger run, stopped mid-way: the partial file is valid and shorter
     long = make_video(tmp_path / "long.mp4", frames=600, size=(160, 96))
     upload(page, long)
-    choose(page, "scale", "4×")
     page.click("#start")
     page.wait_for_function(
         "(() => { const p = document.querySelector('#progress .vsr-progress');"

@@ -37,6 +37,13 @@ STATUS_LABELS = {"queued": "queued", "running": "running", "done": "done", "stop
 
 
 # -- text and pictures ---------------------------------------------------------------------
+def _internal(e: Exception) -> str:
+    import traceback
+
+    traceback.print_exc(file=sys.stderr)
+    return f"internal error ({type(e).__name__}: {e}); the server's log has the traceback"
+
+
 def _error_box(msg: str) -> str:
     return f'<div class="vsr-msg vsr-error">{html.escape(msg)}</div>'
 
@@ -190,8 +197,9 @@ CSS = """
 .vsr-queue th { text-align: left; font-weight: 600; color: var(--body-text-color-subdued);
   border-bottom: 1px solid var(--border-color-primary); padding: 4px 8px; }
 .vsr-queue td { padding: 4px 8px; border-bottom: 1px solid var(--border-color-primary); }
-.vsr-queue, .vsr-queue th, .vsr-queue td { border-left: none !important; border-right: none !important;
-  border-top: none !important; }
+.vsr-queue, .vsr-queue tr, .vsr-queue th, .vsr-queue td { border: none !important; }
+.vsr-queue thead th, .vsr-queue tbody td {
+  border-bottom: 1px solid var(--border-color-primary) !important; }
 .vsr-queue tr.vsr-followed td { background: var(--background-fill-secondary); }
 .vsr-queue-empty { color: var(--body-text-color-subdued); font-size: 14px; padding: 4px; }
 #command textarea { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
@@ -403,6 +411,8 @@ def build_app(queue: JobQueue, share_paths: Sequence[str] = ()):
                 return plan_markdown(src[0], collect(*vals)), ""
             except VsrkitError as e:
                 return "", _error_box(str(e))
+            except Exception as e:  # a bug: a readable line here, the traceback in the log
+                return "", _error_box(_internal(e))
 
         plan_btn.click(on_plan, [source, *form_inputs], [plan_box, message])
 
@@ -411,7 +421,7 @@ def build_app(queue: JobQueue, share_paths: Sequence[str] = ()):
                 return ""
             try:
                 return plan_markdown(src[0], collect(*vals))
-            except VsrkitError:
+            except Exception:  # noqa: BLE001 - best effort; "Check plan" reports the reason
                 return ""
 
         for event in chosen:
@@ -428,6 +438,8 @@ def build_app(queue: JobQueue, share_paths: Sequence[str] = ()):
                                    container=None if cont == "auto" else cont)
             except VsrkitError as e:
                 return gr.skip(), gr.skip(), _error_box(str(e)), gr.skip()
+            except Exception as e:  # a bug: a readable line here, the traceback in the log
+                return gr.skip(), gr.skip(), _error_box(_internal(e)), gr.skip()
             return job.id, {}, "", plan
 
         start_btn.click(on_start, [source, container, *form_inputs],
