@@ -89,6 +89,8 @@ class TerminalProgress:
 
     def __call__(self, e: Event) -> None:
         if e.stage != "upscaling":
+            if e.stage in ("probing", "done"):  # quick, or reported by the caller
+                return
             if self.tty and self.stage == "upscaling":
                 self.stream.write("\n")
             if e.stage != self.stage or e.message:

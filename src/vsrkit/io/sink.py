@@ -1,0 +1,420 @@
+"""Encode with PyAV and keep every other stream.
+
+Video is encoded into a temporary video-only file next to the output; ``close()`` then remuxes
+it with the input's audio, subtitle and data streams (packets copied, never re-encoded when the
+container allows), chapters and metadata, into a second temporary name, and renames that over
+the output. Remuxing at the end keeps memory bounded: writing all video before any audio
+through FFmpeg's interleaver would buffer the whole video. A PNG-sequence output is a folder
+written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import shutil
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import av
+import numpy as np
+import torch
+
+from ..errors import OutputError
+from ..frames import FrameInfo, StreamSpec
+from ..options import Options
+
+# codec option -> (encoder, 8-bit pix_fmt, deep pix_fmt, CRF range)
+CODECS = {
+    "h264": ("libx264", "yuv420p", "yuv420p10le", 51),
+    "hevc": ("libx265", "yuv420p", "yuv420p10le", 51),
+    "av1": ("libsvtav1", "yuv420p", "yuv420p10le", 63),
+    "prores": ("prores_ks", "yuv422p10le", "yuv422p10le", None),
+    "ffv1": ("ffv1", "bgr0", "gbrp16le", None),  # lossless RGB: nothing converted
+}
+DEFAULT_CRF = {"h264": 18, "hevc": 20, "av1": 30}
+# container extension -> codecs it may hold (others: OutputError before any work)
+CONTAINER_CODECS = {
+    ".mp4": {"h264", "hevc", "av1"}, ".m4v": {"h264", "hevc"},
+    ".mov": {"h264", "hevc", "prores", "av1"}, ".mkv": set(CODECS), ".webm": {"av1"},
+    ".avi": {"h264", "ffv1"}, ".nut": set(CODECS),
+}
+AUDIO_FALLBACK = {".mp4": "aac", ".m4v": "aac", ".mov": "aac", ".webm": "libopus", ".avi": "mp3"}
+
+
+def is_png_output(output: Path, opts: Options) -> bool:
+    return opts.codec == "png" or output.suffix == "" or output.is_dir()
+
+
+def choose_codec(output: Path, spec: StreamSpec, opts: Options) -> str:
+    if is_png_output(output, opts):
+        return "png"
+    ext = output.suffix.lower()
+    if opts.codec != "auto":
+        return opts.codec
+    if ext == ".webm":
+        return "av1"
+    return "hevc" if spec.bit_depth > 8 else "h264"
+
+
+def default_output_path(input: Path, source, label: str) -> Path:
+    """``name_<label>.mkv`` next to the input (MKV holds every stream type FFmpeg copies);
+    an image sequence gives ``folder_<label>.mkv`` beside the folder."""
+    input = Path(input)
+    if source.spec.is_image_sequence:
+        base = input if input.is_dir() else input.parent
+        return base.parent / f"{base.name}_{label}.mkv"
+    return input.with_name(f"{input.stem}_{label}.mkv")
+
+
+def partial_path(output: Path) -> Path:
+    if output.suffix:
+        return output.with_name(f"{output.stem}.partial{output.suffix}")
+    return output.with_name(output.name + ".partial")
+
+
+def check_output(input: Path, output: Path, opts: Options) -> None:
+    input, output = Path(input), Path(output)
+    if output.exists() and input.exists() and output.resolve() == input.resolve():
+        raise OutputError(f"{output}: the output is the input; choose another -o")
+    if not output.parent.exists():
+        raise OutputError(f"{output.parent}: output folder does not exist")
+    if output.exists() and not opts.overwrite:
+        if not (output.is_dir() and not any(output.iterdir())):
+            raise OutputError(f"{output} exists; use --overwrite to replace it")
+    if not is_png_output(output, opts):
+        ext = output.suffix.lower()
+        allowed = CONTAINER_CODECS.get(ext)
+        if allowed is None:
+            raise OutputError(f"{output}: unknown container {ext!r}; use .mkv, .mp4, .mov, .webm "
+                              "or a folder for PNG frames")
+        codec = opts.codec if opts.codec != "auto" else ("av1" if ext == ".webm" else "h264")
+        if codec not in allowed:
+            raise OutputError(f"--codec {codec} cannot go into {ext}; use one of "
+                              f"{', '.join(sorted(allowed))} or .mkv")
+    elif opts.codec not in ("auto", "png"):
+        raise OutputError(f"{output}: a folder output holds PNG frames; --codec {opts.codec} "
+                          "needs a file name with an extension")
+
+
+def quantize(frames: torch.Tensor, bits: int) -> np.ndarray:
+    """(T, H, W, 3) float [0, 1] -> integers, clamped then rounded half to even; integer
+    frames are rescaled only if their depth differs."""
+    peak = 65535 if bits > 8 else 255
+    if frames.dtype.is_floating_point:
+        x = torch.round(frames.float().clamp(0, 1) * peak)
+        x = x.to(torch.int32 if bits > 8 else torch.uint8)
+    elif frames.dtype == torch.uint8 and bits > 8:
+        x = frames.to(torch.int32) * 257
+    elif frames.dtype == torch.uint16 and bits <= 8:
+        x = ((frames.to(torch.int32) + 128) // 257).clamp(0, 255).to(torch.uint8)
+    else:
+        x = frames
+    x = x.cpu().numpy()
+    return x.astype(np.uint16) if bits > 8 else x.astype(np.uint8)
+
+
+class Sink:
+    path: Path
+    frames_written: int = 0
+
+    def write(self, frames: torch.Tensor, infos: Sequence[FrameInfo]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> Path:
+        raise NotImplementedError
+
+    def abort(self) -> Path | None:
+        raise NotImplementedError
+
+
+class PngSink(Sink):
+    """Frames ``000000.png ...`` (8-bit, or 16-bit when the source is deeper)."""
+
+    def __init__(self, output: Path, spec: StreamSpec, out_size: tuple[int, int], opts: Options):
+        self.path = output
+        self.bits = 16 if spec.bit_depth > 8 else 8
+        self.tmp = output.with_name(f".{output.name}.vsrkit-tmp")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir()
+        self.frames_written = 0
+
+    def write(self, frames: torch.Tensor, infos: Sequence[FrameInfo]) -> None:
+        for img in quantize(frames, self.bits):
+            name = self.tmp / f"{self.frames_written:06d}.png"
+            fmt = "rgb48be" if self.bits > 8 else "rgb24"
+            arr = img.astype(">u2") if self.bits > 8 else img
+            fr = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr).view(np.uint16)
+                                            if self.bits > 8 else arr,
+                                            "rgb48be" if self.bits > 8 else "rgb24")
+            with av.open(str(name), "w", format="image2") as c:
+                st = c.add_stream("png", rate=1)
+                st.width, st.height, st.pix_fmt = fr.width, fr.height, fmt
+                for p in st.encode(fr):
+                    c.mux(p)
+                for p in st.encode():
+                    c.mux(p)
+            self.frames_written += 1
+
+    def _finish(self, dest: Path) -> Path:
+        if dest.exists():
+            shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
+        os.replace(self.tmp, dest)
+        return dest
+
+    def close(self) -> Path:
+        return self._finish(self.path)
+
+    def abort(self) -> Path | None:
+        if self.frames_written == 0:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return None
+        return self._finish(partial_path(self.path))
+
+
+class VideoSink(Sink):
+    def __init__(self, output: Path, source, out_size: tuple[int, int], opts: Options,
+                 notice: Callable[[str], None]):
+        self.path = output
+        self.source = source
+        self.opts = opts
+        self.notice = notice
+        spec: StreamSpec = source.spec
+        self.spec = spec
+        self.codec = choose_codec(output, spec, opts)
+        enc, pix8, pix_deep, crf_max = CODECS[self.codec]
+        h, w = out_size
+        pix = opts.pix_fmt or (pix_deep if spec.bit_depth > 8 else pix8)
+        if (h % 2 or w % 2) and pix.startswith("yuv420"):
+            if self.codec in ("h264", "hevc"):
+                pix = pix.replace("yuv420", "yuv444")
+                notice(f"odd output size {w}x{h}: encoding {self.codec} as {pix} (4:2:0 needs "
+                       "even sizes); nothing is cropped")
+            else:
+                raise OutputError(f"{self.codec} needs an even output size for {pix}; "
+                                  f"{w}x{h} given (use --width/--height or --codec hevc/ffv1)")
+        self.pix = pix
+        self.bits = 16 if av.VideoFormat(pix).components[0].bits > 8 else 8
+        self.tmp_video = output.with_name(f".{output.stem}.vsrkit-video.mkv")
+        self.container = av.open(str(self.tmp_video), "w")
+        options = {}
+        if crf_max is not None:
+            crf = opts.crf if opts.crf is not None else (
+                _quality_to_crf(opts.quality, self.codec) if opts.quality else DEFAULT_CRF[self.codec])
+            options["crf"] = str(min(crf, crf_max))
+            if self.codec == "h264":
+                options["preset"] = "medium"
+            elif self.codec == "hevc":
+                options["preset"] = "medium"
+                options["x265-params"] = "log-level=error"
+            elif self.codec == "av1":
+                options["preset"] = "8"
+        elif self.codec == "prores":
+            q = opts.quality or 8
+            options["profile"] = "3" if q >= 8 else ("2" if q >= 5 else "1")
+        self.stream = vs = self.container.add_stream(enc, rate=spec.frame_rate, options=options)
+        vs.width, vs.height, vs.pix_fmt = w, h, pix
+        vs.time_base = spec.time_base
+        vs.codec_context.time_base = spec.time_base
+        self.yuv = pix.startswith(("yuv", "nv"))
+        c = spec.color
+        self.matrix = c.matrix if c.matrix not in (None, 2) else 1  # unspecified -> BT.709
+        self.crange = c.range if c.range in (1, 2) else 1  # unspecified -> limited (tv)
+        cc = vs.codec_context
+        if self.yuv:
+            cc.colorspace = self.matrix
+            cc.color_range = self.crange
+        if c.primaries not in (None, 2):
+            cc.color_primaries = c.primaries
+        elif self.yuv:
+            cc.color_primaries = 1
+        if c.transfer not in (None, 2):
+            cc.color_trc = c.transfer
+        elif self.yuv:
+            cc.color_trc = 1
+        if spec.sample_aspect_ratio:
+            cc.sample_aspect_ratio = spec.sample_aspect_ratio
+        if spec.rotation:
+            vs.set_display_rotation(spec.rotation)
+        self.frames_written = 0
+        self.first_pts: int | None = None  # of the first written frame (trimmed inputs)
+        self.last_end: int | None = None  # end of the last written frame, in time_base units
+
+    def write(self, frames: torch.Tensor, infos: Sequence[FrameInfo]) -> None:
+        fmt = "rgb48le" if self.bits > 8 else "rgb24"
+        for img, info in zip(quantize(frames, self.bits), infos):
+            fr = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), fmt)
+            if self.yuv:
+                fr = fr.reformat(format=self.pix, dst_colorspace=self.matrix,
+                                 dst_color_range=self.crange)
+            fr.pts = info.pts if info.pts is not None else self.frames_written
+            fr.time_base = self.spec.time_base
+            if self.first_pts is None:
+                self.first_pts = fr.pts
+            for p in self.stream.encode(fr):
+                self.container.mux(p)
+            step = info.duration or _frame_step(self.spec)
+            self.last_end = fr.pts + step
+            self.frames_written += 1
+
+    def _finish_video(self) -> None:
+        for p in self.stream.encode():
+            self.container.mux(p)
+        self.container.close()
+
+    def _remux(self, dest: Path, end_seconds: float | None) -> Path:
+        tmp = dest.with_name(f".{dest.stem}.vsrkit-tmp{dest.suffix}")
+        try:
+            _remux(self.tmp_video, self.source, tmp, self.opts, self.notice, end_seconds,
+                   self._start_seconds())
+            os.replace(tmp, dest)
+        finally:
+            for f in (tmp, self.tmp_video):
+                if f.exists():
+                    f.unlink()
+        return dest
+
+    def _start_seconds(self) -> float | None:
+        return None if self.first_pts is None else float(self.first_pts * self.spec.time_base)
+
+    def close(self) -> Path:
+        self._finish_video()
+        end = float(self.last_end * self.spec.time_base) if self.last_end is not None else None
+        return self._remux(self.path, end)
+
+    def abort(self) -> Path | None:
+        try:
+            self._finish_video()
+        except Exception:  # noqa: BLE001 - the encoder may be mid-error; keep what is muxed
+            try:
+                self.container.close()
+            except Exception:  # noqa: BLE001
+                pass
+        if self.frames_written == 0:
+            self.tmp_video.unlink(missing_ok=True)
+            return None
+        end = float(self.last_end * self.spec.time_base) if self.last_end is not None else None
+        return self._remux(partial_path(self.path), end)
+
+
+def _frame_step(spec: StreamSpec) -> int:
+    return max(1, int(round(1 / (spec.frame_rate * spec.time_base)))) if spec.frame_rate else 1
+
+
+def _quality_to_crf(q: int, codec: str) -> int:
+    """1..10 (10 best) onto the codec's CRF scale."""
+    if codec == "av1":
+        return 60 - 5 * q  # 10 -> 10, 5 -> 35, 1 -> 55
+    return 38 - 2 * q  # x264/x265: 10 -> 18, 5 -> 28, 1 -> 36
+
+
+def _remux(video: Path, source, dest: Path, opts: Options, notice: Callable[[str], None],
+           end_seconds: float | None, start_seconds: float | None) -> None:
+    """Video packets from ``video`` + the input's other streams, merged by decode time, so
+    memory stays bounded. Streams the container can't hold: audio is re-encoded (one notice),
+    anything else is reported, never dropped silently."""
+    opened = []
+
+    def open_(path):
+        c = av.open(str(path))
+        opened.append(c)
+        return c
+
+    out = av.open(str(dest), "w")
+    try:
+        vin = open_(video)
+        vs = vin.streams.video[0]
+        targets = {("v", vs.index): out.add_stream_from_template(vs)}
+        gens = [_packets(vin, [vs], "v")]
+        if not source.spec.is_image_sequence:
+            src = open_(source.path)
+            supported = out.supported_codecs
+            ext = dest.suffix.lower()
+            copy = []
+            for s in src.streams:
+                kind = s.type
+                if kind == "video" and s.index == source.stream.index:
+                    continue
+                if (kind == "audio" and opts.no_audio) or (kind == "subtitle" and opts.no_subtitles) \
+                        or (kind not in ("audio", "subtitle") and opts.no_data):
+                    continue
+                name = s.codec_context.name if s.codec_context is not None else None
+                if name and name in supported:
+                    try:
+                        targets[("s", s.index)] = out.add_stream_from_template(s)
+                        copy.append(s)
+                        continue
+                    except (ValueError, av.error.FFmpegError):
+                        pass
+                if kind == "audio":
+                    codec = AUDIO_FALLBACK.get(ext, "flac")
+                    notice(f"audio stream {s.index} ({name}) cannot be copied into {ext}; "
+                           f"re-encoded to {codec}")
+                    gens.append(_reencoded_audio(open_(source.path), s.index, out, codec,
+                                                 targets, start_seconds, end_seconds))
+                else:
+                    notice(f"{kind} stream {s.index} ({name}) cannot be stored in {ext} and was "
+                           "not copied; use .mkv to keep it")
+            if copy:
+                gens.append(_packets(src, copy, "s"))
+            out.metadata.update(src.metadata)
+            chapters = src.chapters()
+            if chapters:
+                out.set_chapters(chapters)
+        for t, tag, p in heapq.merge(*gens, key=lambda x: x[0]):
+            if tag == "s" and ((end_seconds is not None and t >= end_seconds - 1e-6)
+                               or (start_seconds is not None and t < start_seconds - 1e-6)):
+                continue
+            if tag != "r":
+                p.stream = targets[(tag, p.stream.index)]
+            out.mux(p)
+    finally:
+        out.close()
+        for c in opened:
+            c.close()
+
+
+def _packets(container, streams, tag: str) -> Iterator[tuple[float, str, object]]:
+    for p in container.demux(streams):
+        ts = p.dts if p.dts is not None else p.pts
+        if ts is None:
+            continue  # the demuxer's empty flushing packet
+        yield float(ts * p.time_base), tag, p
+
+
+def _reencoded_audio(src, index: int, out, codec: str, targets, start_seconds, end_seconds):
+    s = src.streams[index]
+    cc = s.codec_context
+    o = out.add_stream(codec, rate=cc.sample_rate, layout=cc.layout.name)
+    targets[("r", index)] = o
+    resampler = av.AudioResampler(format=o.codec_context.format, layout=o.codec_context.layout,
+                                  rate=o.codec_context.sample_rate)
+
+    def gen():
+        def emit(packets):
+            for p in packets:
+                if p.dts is not None:
+                    yield float(p.dts * p.time_base), "r", p
+
+        for frame in src.decode(s):
+            t = frame.time
+            if t is not None and end_seconds is not None and t >= end_seconds:
+                break
+            if t is not None and start_seconds is not None and t < start_seconds:
+                continue
+            for rf in resampler.resample(frame):
+                yield from emit(o.encode(rf))
+        for rf in resampler.resample(None):
+            yield from emit(o.encode(rf))
+        yield from emit(o.encode())
+
+    return gen()
+
+
+def open_sink(output: str | os.PathLike, source, out_size: tuple[int, int], opts: Options,
+              notice: Callable[[str], None] = print) -> Sink:
+    output = Path(output)
+    if is_png_output(output, opts):
+        return PngSink(output, source.spec, out_size, opts)
+    return VideoSink(output, source, out_size, opts, notice)
