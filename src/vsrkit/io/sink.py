@@ -40,7 +40,9 @@ CONTAINER_CODECS = {
     ".mov": {"h264", "hevc", "prores", "av1"}, ".mkv": set(CODECS), ".webm": {"av1"},
     ".avi": {"h264", "ffv1"}, ".nut": set(CODECS),
 }
-AUDIO_FALLBACK = {".mp4": "aac", ".m4v": "aac", ".mov": "aac", ".webm": "libopus", ".avi": "mp3"}
+# audio a container can't hold is re-encoded to: ALAC is lossless, as the PCM it usually replaces
+AUDIO_FALLBACK = {".mp4": "alac", ".m4v": "alac", ".mov": "alac", ".webm": "libopus",
+                  ".avi": "mp3"}
 
 
 def is_png_output(output: Path, opts: Options) -> bool:
@@ -59,13 +61,28 @@ def choose_codec(output: Path, spec: StreamSpec, opts: Options) -> str:
 
 
 def default_output_path(input: Path, source, label: str) -> Path:
-    """``name_<label>.mkv`` next to the input (MKV holds every stream type FFmpeg copies);
-    an image sequence gives ``folder_<label>.mkv`` beside the folder."""
+    """``name_<label>.<ext>`` next to the input: the input's own container when it can hold
+    every stream the input has (so MP4 timestamps keep their time base), else MKV, which holds
+    every stream type FFmpeg copies. An image sequence gives ``folder_<label>.mkv``."""
     input = Path(input)
     if source.spec.is_image_sequence:
         base = input if input.is_dir() else input.parent
         return base.parent / f"{base.name}_{label}.mkv"
+    ext = input.suffix.lower()
+    if ext in (".mp4", ".mov", ".m4v") and _holds_all(input, ext):
+        return input.with_name(f"{input.stem}_{label}{ext}")
     return input.with_name(f"{input.stem}_{label}.mkv")
+
+
+def _holds_all(input: Path, ext: str) -> bool:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        with av.open(str(Path(d) / f"probe{ext}"), "w") as dummy:
+            supported = dummy.supported_codecs
+    with av.open(str(input)) as c:
+        return all(s.codec_context is not None and s.codec_context.name in supported
+                   for s in c.streams if s.type in ("audio", "subtitle", "data"))
 
 
 def partial_path(output: Path) -> Path:
@@ -196,7 +213,8 @@ class VideoSink(Sink):
                                   f"{w}x{h} given (use --width/--height or --codec hevc/ffv1)")
         self.pix = pix
         self.bits = 16 if av.VideoFormat(pix).components[0].bits > 8 else 8
-        self.tmp_video = output.with_name(f".{output.stem}.vsrkit-video.mkv")
+        # NUT keeps any time base exactly (MKV would round timestamps to milliseconds)
+        self.tmp_video = output.with_name(f".{output.stem}.vsrkit-video.nut")
         self.container = av.open(str(self.tmp_video), "w")
         options = {}
         if crf_max is not None:
@@ -252,9 +270,10 @@ class VideoSink(Sink):
             fr.time_base = self.spec.time_base
             if self.first_pts is None:
                 self.first_pts = fr.pts
+            step = info.duration or _frame_step(self.spec)
+            fr.duration = step  # packet durations make the container's average rate exact
             for p in self.stream.encode(fr):
                 self.container.mux(p)
-            step = info.duration or _frame_step(self.spec)
             self.last_end = fr.pts + step
             self.frames_written += 1
 
@@ -267,7 +286,7 @@ class VideoSink(Sink):
         tmp = dest.with_name(f".{dest.stem}.vsrkit-tmp{dest.suffix}")
         try:
             _remux(self.tmp_video, self.source, tmp, self.opts, self.notice, end_seconds,
-                   self._start_seconds())
+                   self._start_seconds(), self._video_shift())
             os.replace(tmp, dest)
         finally:
             for f in (tmp, self.tmp_video):
@@ -275,13 +294,35 @@ class VideoSink(Sink):
                     f.unlink()
         return dest
 
+    def _video_shift(self) -> Fraction:
+        """Seconds the intermediate muxer added to video timestamps (it shifts them when an
+        encoder with B-frames starts with negative DTS); taken back off when remuxing."""
+        if self.first_pts is None:
+            return Fraction(0)
+        with av.open(str(self.tmp_video)) as c:
+            for p in c.demux(c.streams.video[0]):
+                if p.pts is not None:
+                    return p.pts * p.time_base - self.first_pts * self.spec.time_base
+        return Fraction(0)
+
+    def _trimmed(self) -> bool:
+        return bool(self.opts.frames or self.opts.start is not None or self.opts.end is not None)
+
     def _start_seconds(self) -> float | None:
-        return None if self.first_pts is None else float(self.first_pts * self.spec.time_base)
+        """Where copied streams start: all of them for a whole video (audio priming packets
+        may lie before 0), the first written frame's time for a trimmed range."""
+        if self.first_pts is None or not self._trimmed():
+            return None
+        return float(self.first_pts * self.spec.time_base)
+
+    def _end_seconds(self, partial: bool) -> float | None:
+        if self.last_end is None or not (partial or self._trimmed()):
+            return None
+        return float(self.last_end * self.spec.time_base)
 
     def close(self) -> Path:
         self._finish_video()
-        end = float(self.last_end * self.spec.time_base) if self.last_end is not None else None
-        return self._remux(self.path, end)
+        return self._remux(self.path, self._end_seconds(partial=False))
 
     def abort(self) -> Path | None:
         try:
@@ -294,8 +335,7 @@ class VideoSink(Sink):
         if self.frames_written == 0:
             self.tmp_video.unlink(missing_ok=True)
             return None
-        end = float(self.last_end * self.spec.time_base) if self.last_end is not None else None
-        return self._remux(partial_path(self.path), end)
+        return self._remux(partial_path(self.path), self._end_seconds(partial=True))
 
 
 def _frame_step(spec: StreamSpec) -> int:
@@ -310,7 +350,8 @@ def _quality_to_crf(q: int, codec: str) -> int:
 
 
 def _remux(video: Path, source, dest: Path, opts: Options, notice: Callable[[str], None],
-           end_seconds: float | None, start_seconds: float | None) -> None:
+           end_seconds: float | None, start_seconds: float | None,
+           video_shift: Fraction = Fraction(0)) -> None:
     """Video packets from ``video`` + the input's other streams, merged by decode time, so
     memory stays bounded. Streams the container can't hold: audio is re-encoded (one notice),
     anything else is reported, never dropped silently."""
@@ -325,8 +366,12 @@ def _remux(video: Path, source, dest: Path, opts: Options, notice: Callable[[str
     try:
         vin = open_(video)
         vs = vin.streams.video[0]
-        targets = {("v", vs.index): out.add_stream_from_template(vs)}
-        gens = [_packets(vin, [vs], "v")]
+        ov = out.add_stream_from_template(vs)
+        ov.time_base = vs.time_base  # the muxer may still round it (MKV: 1 ms)
+        if source.spec.rotation:  # side data: not carried by the template or the NUT file
+            ov.set_display_rotation(source.spec.rotation)
+        targets = {("v", vs.index): ov}
+        gens = [_packets(vin, [vs], "v", -float(video_shift))]
         if not source.spec.is_image_sequence:
             src = open_(source.path)
             supported = out.supported_codecs
@@ -340,7 +385,7 @@ def _remux(video: Path, source, dest: Path, opts: Options, notice: Callable[[str
                         or (kind not in ("audio", "subtitle") and opts.no_data):
                     continue
                 name = s.codec_context.name if s.codec_context is not None else None
-                if name and name in supported:
+                if name and name in supported and not _unportable(name, ext):
                     try:
                         targets[("s", s.index)] = out.add_stream_from_template(s)
                         copy.append(s)
@@ -366,6 +411,10 @@ def _remux(video: Path, source, dest: Path, opts: Options, notice: Callable[[str
             if tag == "s" and ((end_seconds is not None and t >= end_seconds - 1e-6)
                                or (start_seconds is not None and t < start_seconds - 1e-6)):
                 continue
+            if tag == "v" and video_shift:
+                ticks = int(round(video_shift / p.time_base))
+                p.pts = p.pts - ticks if p.pts is not None else None
+                p.dts = p.dts - ticks if p.dts is not None else None
             if tag != "r":
                 p.stream = targets[(tag, p.stream.index)]
             out.mux(p)
@@ -375,12 +424,18 @@ def _remux(video: Path, source, dest: Path, opts: Options, notice: Callable[[str
             c.close()
 
 
-def _packets(container, streams, tag: str) -> Iterator[tuple[float, str, object]]:
+def _unportable(codec: str, ext: str) -> bool:
+    """FFmpeg can put PCM into MP4, but few players read it: re-encode it (losslessly)."""
+    return ext in (".mp4", ".m4v") and codec.startswith("pcm_")
+
+
+def _packets(container, streams, tag: str, offset: float = 0.0
+             ) -> Iterator[tuple[float, str, object]]:
     for p in container.demux(streams):
         ts = p.dts if p.dts is not None else p.pts
         if ts is None:
             continue  # the demuxer's empty flushing packet
-        yield float(ts * p.time_base), tag, p
+        yield float(ts * p.time_base) + offset, tag, p
 
 
 def _reencoded_audio(src, index: int, out, codec: str, targets, start_seconds, end_seconds):
