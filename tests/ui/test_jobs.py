@@ -38,7 +38,8 @@ def queue(tmp_path):
 
 
 def test_a_job_finishes_with_output_preview_playable_and_command(queue, clip):
-    job = queue.submit(clip, Options(model="nearest", scale=2.0, **CPU), display_input="clip.mp4")
+    job = queue.submit(clip, Options(model="nearest", scale=2.0, **CPU), display_input="clip.mp4",
+                       container="mkv")
     assert job.wait(60) and job.status == "done", job.message
     assert job.output.parent == job.out_dir and job.output.suffix == ".mkv"
     assert count_frames(job.output) == 12 and job.frames_done == 12 and job.fraction == 1.0
@@ -53,7 +54,7 @@ def test_a_job_finishes_with_output_preview_playable_and_command(queue, clip):
 
 
 def test_an_mp4_output_is_played_as_it_is(queue, clip):
-    job = queue.submit(clip, Options(model="nearest", **CPU), container="mp4")
+    job = queue.submit(clip, Options(model="nearest", **CPU))  # MP4 in, MP4 out
     assert job.wait(60) and job.status == "done", job.message
     assert job.output.suffix == ".mp4" and job.playable == job.output
 

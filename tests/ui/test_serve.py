@@ -33,4 +33,5 @@ def test_missing_share_path_is_a_usage_error(tmp_path):
                         "--share-path", str(tmp_path / "nope")], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1] == f"vsrkit: error: --share-path {tmp_path / 'nope'}: not a folder"
+    last = r.stderr.strip().splitlines()[-1]
+    assert last == f"vsrkit: error: --share-path {tmp_path / 'nope'}: not a folder"

@@ -108,7 +108,8 @@ def progress_html(job: Job | None) -> str:
         msg = f'<div class="vsr-msg vsr-ok">Wrote {html.escape(job.output.name)}</div>'
     notes = "".join(f'<div class="vsr-msg vsr-note">{html.escape(n)}</div>' for n in job.notices)
     anim = " vsr-anim" if job.status == "running" else ""
-    return (f'<div class="vsr-progress" data-status="{job.status}">'
+    return (f'<div class="vsr-progress" data-status="{job.status}" '
+            f'data-frames="{job.frames_done}">'
             f'<div class="vsr-title">{title}</div>'
             f'<div class="vsr-bar"><div class="vsr-fill{anim}" style="width:{width}"></div></div>'
             f'<div class="vsr-stats">{" · ".join(bits)}</div>{msg}{notes}</div>')
@@ -126,8 +127,9 @@ def queue_html(jobs: Sequence[Job], followed: int | None) -> str:
             f"<tr{cls}><td>#{j.id}</td><td>{html.escape(Path(j.display_input).name)}</td>"
             f"<td>{html.escape(j.opts.model)}</td>"
             f'<td><span class="vsr-badge vsr-{j.status}">{STATUS_LABELS[j.status]}</span></td>'
-            f"<td>{prog}</td><td>{j.frames_done}{'/' + str(j.frames_total) if j.frames_total else ''}"
-            f"</td><td>{_hms(j.elapsed) if j.elapsed is not None else ''}</td></tr>")
+            f"<td>{prog}</td><td>{j.frames_done}"
+            f"{'/' + str(j.frames_total) if j.frames_total else ''}</td>"
+            f"<td>{_hms(j.elapsed) if j.elapsed is not None else ''}</td></tr>")
     return ('<table class="vsr-queue"><thead><tr><th>job</th><th>input</th><th>model</th>'
             "<th>status</th><th>progress</th><th>frames</th><th>time</th></tr></thead><tbody>"
             + "".join(rows) + "</tbody></table>")
@@ -179,7 +181,8 @@ CSS = """
   linear-gradient(45deg, rgba(255,255,255,.18) 25%, transparent 25%, transparent 50%,
   rgba(255,255,255,.18) 50%, rgba(255,255,255,.18) 75%, transparent 75%, transparent),
   linear-gradient(90deg, #4f46e5, #0ea5e9); animation: vsr-stripes 1s linear infinite; }
-@keyframes vsr-stripes { from { background-position: 40px 0, 0 0; } to { background-position: 0 0, 0 0; } }
+@keyframes vsr-stripes { from { background-position: 40px 0, 0 0; }
+  to { background-position: 0 0, 0 0; } }
 .vsr-stats { margin-top: 6px; font-size: 14px; color: var(--body-text-color); }
 .vsr-pct { font-size: 15px; }
 .vsr-badge { display: inline-block; font-size: 12px; font-weight: 600; padding: 1px 8px;
@@ -202,7 +205,8 @@ CSS = """
   border-bottom: 1px solid var(--border-color-primary) !important; }
 .vsr-queue tr.vsr-followed td { background: var(--background-fill-secondary); }
 .vsr-queue-empty { color: var(--body-text-color-subdued); font-size: 14px; padding: 4px; }
-#command textarea { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
+#command textarea { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
+  font-size: 13px; }
 .vsr-checks > * { flex: 1 1 45% !important; min-width: 45% !important; }
 footer { display: none !important; }
 """
@@ -274,7 +278,7 @@ def build_app(queue: JobQueue, share_paths: Sequence[str] = ()):
                     size_mode = gr.Radio(list(form.SIZE_MODES), value=form.SIZE_MODES[0],
                                          label="Output size", elem_id="size-mode", scale=3)
                     container = gr.Dropdown(list(form.CONTAINERS), value="auto",
-                                            label="Container", info="MKV: the CLI's default",
+                                            label="Container", info="auto: the input's, else MKV",
                                             elem_id="container", scale=1)
                 with gr.Row():
                     ns = form.native_scale(model0)

@@ -28,7 +28,8 @@ FAMILY_GROUPS = ("flashvsr", "seedvr2")  # shown only when the model is of that 
 # Variants per family, as Options.variant's help lists them (a registry entry may carry its
 # own list in ``kwargs["variants"]``, which wins).
 VARIANTS = {"flashvsr": ("tiny", "tiny-long", "full"), "seedvr2": ("sharp",)}
-CONTAINERS = (("MKV", "auto"), ("MP4", "mp4"), ("MOV", "mov"))
+# "auto": the CLI's choice (the input's own container when it holds every stream, else MKV)
+CONTAINERS = (("Auto", "auto"), ("MKV", "mkv"), ("MP4", "mp4"), ("MOV", "mov"))
 SIZE_MODES = ("Scale", "Short side", "Width × height")
 
 
