@@ -214,7 +214,9 @@ class VideoSink(Sink):
         self.pix = pix
         self.bits = 16 if av.VideoFormat(pix).components[0].bits > 8 else 8
         # NUT keeps any time base exactly (MKV would round timestamps to milliseconds)
-        self.tmp_video = output.with_name(f".{output.stem}.vsrkit-video.nut")
+        # (MOV for ProRes, which NUT does not take; MOV keeps time bases too)
+        inter = ".mov" if self.codec == "prores" else ".nut"
+        self.tmp_video = output.with_name(f".{output.stem}.vsrkit-video{inter}")
         self.container = av.open(str(self.tmp_video), "w")
         options = {}
         if crf_max is not None:
