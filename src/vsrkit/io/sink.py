@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from ..errors import OutputError
+
+os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole config to stderr otherwise
 from ..frames import FrameInfo, StreamSpec
 from ..options import Options
 
@@ -368,7 +370,7 @@ def _remux(video: Path, source, dest: Path, opts: Options, notice: Callable[[str
     try:
         vin = open_(video)
         vs = vin.streams.video[0]
-        ov = out.add_stream_from_template(vs)
+        ov = _video_template(out, vs)
         ov.time_base = vs.time_base  # the muxer may still round it (MKV: 1 ms)
         if source.spec.rotation:  # side data: not carried by the template or the NUT file
             ov.set_display_rotation(source.spec.rotation)
@@ -424,6 +426,18 @@ def _remux(video: Path, source, dest: Path, opts: Options, notice: Callable[[str
         out.close()
         for c in opened:
             c.close()
+
+
+def _video_template(out, vs):
+    """A copy stream for our encoded video. PyAV's template copy looks the codec up by the
+    decoder's name, which fails where FFmpeg decodes with a library (AV1: libdav1d); a bare mux
+    stream of the codec's id name works there (AV1 carries its color tags in the bitstream)."""
+    try:
+        return out.add_stream_from_template(vs)
+    except ValueError:
+        cc = vs.codec_context
+        name = {"libdav1d": "av1", "libaom-av1": "av1"}.get(cc.name, cc.name)
+        return out.add_mux_stream(name, width=cc.width, height=cc.height, time_base=vs.time_base)
 
 
 def _unportable(codec: str, ext: str) -> bool:
