@@ -146,6 +146,7 @@ def _upscale_then_stop(page, tmp_path):
     assert count_frames(out) == 24
     with av.open(str(out)) as c:
         assert (c.streams.video[0].width, c.streams.video[0].height) == (384, 256)
+    assert page.locator("#probe").inner_text().startswith("clip.mp4")
     command = page.locator("#command textarea").input_value()
     assert command.startswith("vsrkit upscale clip.mp4 -o ")
     assert command.endswith(" --model lanczos --scale 4")

@@ -48,10 +48,14 @@ def _error_box(msg: str) -> str:
     return f'<div class="vsr-msg vsr-error">{html.escape(msg)}</div>'
 
 
-def probe_markdown(path: str | Path) -> str:
+def probe_markdown(path: str | Path, name: str | None = None) -> str:
+    """``vsrkit probe``'s text; an upload's temporary path shows as its file name."""
     from ..io.probe import format_probe, probe
 
-    return "```text\n" + format_probe(probe(str(path))) + "\n```"
+    text = format_probe(probe(str(path)))
+    if name is not None:
+        text = text.replace(str(path), name)
+    return "```text\n" + text + "\n```"
 
 
 def plan_markdown(path: str | Path, opts: Options) -> str:
@@ -384,7 +388,7 @@ def build_app(queue: JobQueue, share_paths: Sequence[str] = ()):
 
         def _input_chosen(path, name):
             try:
-                return (path, name), thumbnail(path), probe_markdown(path), ""
+                return (path, name), thumbnail(path), probe_markdown(path, name), ""
             except VsrkitError as e:
                 return None, None, "", _error_box(str(e))
 
