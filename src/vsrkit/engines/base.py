@@ -36,6 +36,13 @@ class EnginePlan:
     est_host_bytes: int | None = None  # predicted peak host memory of the engine
     est_seconds_per_frame: float | None = None
     latency_frames: int = 0  # frames an engine may hold before the first output
+    # Segmented runs (resume, several devices): the absolute index of the first frame pushed.
+    # Engines offset their noise by it (the noise convention indexes the whole video's latent
+    # timeline), so a segment reproduces the frames of an unbroken run.
+    start_frame: int = 0
+    # Frames of context a segment needs before its first kept frame to rebuild the model's
+    # state (KV cache, decoder memory, temporal batches); 0 for stateless engines.
+    warmup_frames: int = 0
 
     def describe(self) -> list[str]:
         h, w = self.in_size
