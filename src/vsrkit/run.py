@@ -92,6 +92,11 @@ def run(input: str | Path, output: str | Path | None, opts: Options, *,
         notice: Callable[[str], None] | None = None) -> Result:
     """Upscale one video (or image sequence). See ``vsrkit.api`` for the documented front."""
     opts.validate()
+    if opts.segment_frames or opts.devices or opts.ray:
+        from .scale.segments import run_segmented
+
+        return run_segmented(input, output, opts, engine=engine, on_event=on_event,
+                             cancel=cancel, notice=notice)
     emit = on_event or (lambda e: None)
     notices: list[str] = []
 
