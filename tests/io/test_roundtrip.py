@@ -158,3 +158,11 @@ def test_codec_container_mismatch(tmp_path):
     src = make_video(tmp_path / "m.mp4", frames=4)
     with pytest.raises(OutputError):
         up(src, tmp_path / "o.mp4", codec="prores")
+
+
+@pytest.mark.parametrize("codec", ["h264", "ffv1", "av1"])
+def test_ntsc_rate_kept_in_mkv(tmp_path, codec):
+    src = make_video(tmp_path / "n.mp4", frames=12, rate=Fraction(30000, 1001))
+    r, _ = up(src, tmp_path / "o.mkv", codec=codec)
+    with av.open(str(r.output)) as c:
+        assert c.streams.video[0].average_rate == Fraction(30000, 1001)

@@ -39,7 +39,7 @@ DEFAULT_CRF = {"h264": 18, "hevc": 20, "av1": 30}
 # container extension -> codecs it may hold (others: OutputError before any work)
 CONTAINER_CODECS = {
     ".mp4": {"h264", "hevc", "av1"}, ".m4v": {"h264", "hevc"},
-    ".mov": {"h264", "hevc", "prores", "av1"}, ".mkv": set(CODECS), ".webm": {"av1"},
+    ".mov": {"h264", "hevc", "prores"}, ".mkv": set(CODECS), ".webm": {"av1"},
     ".avi": {"h264", "ffv1"}, ".nut": set(CODECS),
 }
 # audio a container can't hold is re-encoded to: ALAC is lossless, as the PCM it usually replaces
@@ -372,6 +372,13 @@ def _remux(video: Path, source, dest: Path, opts: Options, notice: Callable[[str
         vs = vin.streams.video[0]
         ov = _video_template(out, vs)
         ov.time_base = vs.time_base  # the muxer may still round it (MKV: 1 ms)
+        if not source.spec.vfr and source.spec.frame_rate:
+            # the muxer takes the stream's rate (MKV's default duration) from the codec
+            # context's framerate, which a template copy leaves unset
+            try:
+                ov.codec_context.framerate = source.spec.frame_rate
+            except (AttributeError, TypeError):
+                pass  # a bare mux stream (AV1) has no codec context; its rate is in the stream
         if source.spec.rotation:  # side data: not carried by the template or the NUT file
             ov.set_display_rotation(source.spec.rotation)
         targets = {("v", vs.index): ov}
