@@ -170,8 +170,9 @@ class VideoSource(Source):
         """Rotation lives in the display matrix (stream side data, or the first frame's)."""
         import dataclasses
 
+        self._gen = self.container.decode(self.stream)
         try:
-            first = next(self.container.decode(self.stream))
+            first = next(self._gen)
         except StopIteration:
             self.container.close()
             raise InputError(f"{self.path}: zero frames") from None
@@ -216,14 +217,16 @@ class VideoSource(Source):
 
     def _frames(self):
         yield self._first
+        gen = self._gen  # the generator that decoded the first frame: the decoder is mid-stream
         while True:
             try:
-                yield from self.container.decode(self.stream)
+                yield from gen
                 return
             except av.error.FFmpegError as e:
                 if not self.opts.ignore_errors:
                     raise
                 print(f"vsrkit: warning: {self.path}: {e}; concealed (--ignore-errors)")
+                gen = self.container.decode(self.stream)
 
     def close(self) -> None:
         self.container.close()
