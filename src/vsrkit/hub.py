@@ -74,7 +74,8 @@ def resolve(files: Sequence[WeightFile], *, model_id: str, weights_dir: str | os
             missing.append(f.name)
     if missing:
         where = f"in {weights_dir}" if weights_dir is not None else "in the Hugging Face cache"
-        fix = (f"put them in that folder" if weights_dir is not None
+        fix = (f"put them there, or run `vsrkit models download {model_id}{download_flags}` and "
+               "drop --weights" if weights_dir is not None
                else f"run `vsrkit models download {model_id}{download_flags}` or pass --weights DIR")
         raise WeightsError(f"{model_id}: missing {', '.join(missing)} {where}; {fix}")
     return found

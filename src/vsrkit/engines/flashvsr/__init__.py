@@ -1,0 +1,274 @@
+"""FlashVSR (v1, v1.1; Tiny and Tiny-Long) as a streaming vsrkit engine.
+
+Frames leave as soon as they are final: step 0 needs 25 LQ frames and emits 21, every later step
+reads 8 more and emits 8 (the model looks 4 frames ahead). At the end of the stream the input is
+padded with copies of its last frame to the model's frame grid and the output trimmed, so N frames
+in give exactly N frames out for any N (the official scripts drop up to 7 frames and need N >= 21).
+Sizes are padded to 128-px multiples at 4x (replicate) and cropped back: no content is cut.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from ... import hub
+from ...devices import pick_device, pick_dtype
+from ...errors import WeightsError
+from ...noise import latent_noise
+from ...plan import output_size
+from ...tiling import pad_to_multiple
+from ..base import Engine, EnginePlan, EngineSession
+from ..classical import resample_matrix
+from .dit import DiTConfig, WanDiT, local_mask
+from .lq_proj import LQProjector
+from .tcdecoder import TCDecoder
+
+MULTIPLE = 128  # output pixels: LCSA windows are 8x8 patches of 16 px
+REPOS = {"v1.1": "JunhaoZhuang/FlashVSR-v1.1", "v1": "JunhaoZhuang/FlashVSR"}
+PROMPT_URL = ("https://raw.githubusercontent.com/OpenImagingLab/FlashVSR/main/examples/WanVSR/"
+              "prompt_tensor/posi_prompt.pth")
+FILES = ("diffusion_pytorch_model_streaming_dmd.safetensors", "LQ_proj_in.ckpt", "TCDecoder.ckpt")
+FIRST_STEP_IN, FIRST_STEP_OUT, STEP = 25, 21, 8
+
+
+def adain(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Per frame and channel: out's mean/std replaced by ref's (biased var + 1e-5), clamped."""
+    mo, vo = out.mean((-2, -1), keepdim=True), out.var((-2, -1), keepdim=True, unbiased=False)
+    mr, vr = ref.mean((-2, -1), keepdim=True), ref.var((-2, -1), keepdim=True, unbiased=False)
+    return ((out - mo) / torch.sqrt(vo + 1e-5) * torch.sqrt(vr + 1e-5) + mr).clamp(-1, 1)
+
+
+def upsample_pil_u8(frames: torch.Tensor, mh: torch.Tensor, mw: torch.Tensor) -> torch.Tensor:
+    """(T, H, W, 3) uint8/uint16 -> (T, 3, 4H, 4W) float in [-1, 1]: PIL's bicubic (a=-0.5)
+    on 8-bit values, rounded and clamped to 8 bits as PIL does."""
+    peak = 65535.0 if frames.dtype == torch.uint16 else 255.0
+    x = frames.permute(0, 3, 1, 2).double() * (255.0 / peak)
+    y = torch.round(mh @ x @ mw).clamp(0, 255)
+    return (y / 255.0 * 2 - 1).float()
+
+
+class FlashVSREngine(Engine):
+    native_scale = 4
+
+    def __init__(self, model_id: str, opts, version: str):
+        self.name = model_id
+        self.version = version
+        self.variant = opts.variant or "tiny"
+        if self.variant not in ("tiny", "tiny-long"):
+            from ...errors import UsageError
+
+            raise UsageError(f"--variant {self.variant!r}: this build runs tiny and tiny-long "
+                             "(full, with the Wan VAE decoder, is not available yet)")
+        self.weights_dir = opts.weights
+        self.models = None
+
+    def weight_files(self) -> list:
+        repo = REPOS[self.version]
+        return [hub.WeightFile(f, repo) for f in FILES] + [hub.WeightFile("posi_prompt.pth", url=PROMPT_URL)]
+
+    def plan(self, spec, opts) -> EnginePlan:
+        # weights are checked here, before any heavy work: a missing file is one clear line
+        hub.resolve(self.weight_files(), model_id=self.name, weights_dir=self.weights_dir)
+        size = output_size(spec.height, spec.width, opts, self.native_scale)
+        device = pick_device(opts.device)
+        dtype = pick_dtype(opts.dtype, device)
+        h4, w4 = spec.height * 4, spec.width * 4
+        ph, pw = pad_to_multiple(h4, w4, MULTIPLE)
+        notes = []
+        if (ph or pw):
+            notes.append(f"canvas padded to {w4 + pw}x{h4 + ph} (multiples of {MULTIPLE}), "
+                         "cropped back")
+        if (size.out_h, size.out_w) != (h4, w4):
+            notes.append(f"the 4x result is resized to {size.out_w}x{size.out_h}")
+        return EnginePlan(self.name, (spec.height, spec.width), (size.out_h, size.out_w),
+                          str(device), {torch.float32: "fp32", torch.bfloat16: "bf16",
+                                        torch.float16: "fp16"}[dtype],
+                          details={"variant": self.variant, "canvas": (h4 + ph, w4 + pw),
+                                   "sparse_ratio": opts.sparse_ratio, "kv_ratio": opts.kv_ratio,
+                                   "local_range": opts.local_range, "seed": opts.seed,
+                                   "color_fix": "adain" if opts.color_fix == "auto" else opts.color_fix},
+                          notes=notes, latency_frames=FIRST_STEP_IN,
+                          warmup_frames=24)
+
+    def _load(self, device, dtype):
+        if self.models is not None and self.models[0] == (device, dtype):
+            return self.models[1]
+        paths = hub.resolve(self.weight_files(), model_id=self.name, weights_dir=self.weights_dir)
+        sd = hub.load_state_dict(paths[FILES[0]])
+        try:
+            dit = WanDiT(DiTConfig.from_state_dict(sd))
+            _strict(dit, sd, FILES[0])
+            lsd = hub.load_state_dict(paths[FILES[1]])
+            lq = LQProjector.from_state_dict(lsd, causal=self.version == "v1.1")
+            _strict(lq, lsd, FILES[1])
+            tsd = hub.load_state_dict(paths[FILES[2]])
+            tc = TCDecoder.from_state_dict(tsd)
+            _strict(tc, tsd, FILES[2])
+        except KeyError as e:
+            raise WeightsError(f"{FILES[0]}: not a FlashVSR checkpoint (missing {e})") from None
+        prompt = hub.load_state_dict(paths["posi_prompt.pth"])
+        prompt = next(iter(prompt.values())) if isinstance(prompt, dict) else prompt
+        mods = [m.to(device=device, dtype=dtype).eval() for m in (dit, lq, tc)]
+        with torch.no_grad():
+            ctx = mods[0].text_embedding(prompt.to(device, dtype).reshape(-1, prompt.shape[-1]))
+            ctx_kv = [b.cross_attn.kv(ctx) for b in mods[0].blocks]
+            t, t_mod = mods[0].timestep(dtype, device)
+        loaded = (mods, ctx_kv, t, t_mod)
+        self.models = ((device, dtype), loaded)
+        return loaded
+
+    def open(self, plan: EnginePlan) -> EngineSession:
+        device = torch.device(plan.device)
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[plan.dtype]
+        return FlashVSRSession(plan, self._load(device, dtype), device, dtype)
+
+    def close(self) -> None:
+        self.models = None
+
+
+def _strict(module, sd, name: str) -> None:
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    hub.check_keys(sd, expected, name, what="FlashVSR checkpoint")
+    module.load_state_dict(sd, strict=True)
+
+
+class FlashVSRSession(EngineSession):
+    def __init__(self, plan: EnginePlan, loaded, device, dtype):
+        (self.dit, self.lq, self.tc), self.ctx_kv, self.t, self.t_mod = loaded
+        self.lq.reset()
+        self.tc.reset()
+        self.plan, self.device, self.dtype = plan, device, dtype
+        d = plan.details
+        (self.H, self.W), (self.Hp, self.Wp) = plan.in_size, d["canvas"]
+        self.h4, self.w4 = self.H * 4, self.W * 4
+        self.seed = d["seed"]
+        self.color_fix = d["color_fix"]
+        self.mh = resample_matrix(self.H, self.h4, "bicubic")  # (4H, H) float64
+        self.mw = resample_matrix(self.W, self.w4, "bicubic").T
+        self.out_resize = None
+        if plan.out_size != (self.h4, self.w4):
+            self.out_resize = (resample_matrix(self.h4, plan.out_size[0], "lanczos").float().to(device),
+                               resample_matrix(self.w4, plan.out_size[1], "lanczos").float().T.to(device))
+        P = (self.Hp // 128) * (self.Wp // 128)  # windows per temporal group
+        ratio = d["sparse_ratio"] * 768 * 1280 / (self.Hp * self.Wp)
+        self.topk = int(P * P * ratio) - 1
+        self.kv_len = int(d["kv_ratio"])
+        self.local = local_mask(self.Hp // 128, self.Wp // 128, d["local_range"], device)
+        self.caches = [None] * len(self.dit.blocks)
+        self.lq_frames: list[torch.Tensor] = []  # upsampled LQ, (3, Hp, Wp), from index base
+        self.base = 0
+        self.received = 0
+        self.emitted = 0
+        self.step = 0
+        self.t0 = plan.start_frame // 4  # latent offset of a segment (noise convention)
+
+    # -- frames --------------------------------------------------------------------------
+    def _lq(self, a: int, b: int) -> torch.Tensor:
+        """LQ frames [a, b) as (1, 3, b-a, Hp, Wp)."""
+        return torch.stack(self.lq_frames[a - self.base:b - self.base], 1)[None]
+
+    def _append(self, frames: torch.Tensor) -> None:
+        up = upsample_pil_u8(frames, self.mh, self.mw)  # (T, 3, 4H, 4W)
+        up = F.pad(up, (0, self.Wp - self.w4, 0, self.Hp - self.h4), mode="replicate")
+        for f in up.to(self.device, self.dtype):
+            self.lq_frames.append(f)
+        self.received += frames.shape[0]
+
+    def _available(self) -> int:
+        return self.base + len(self.lq_frames)
+
+    def _needed(self) -> int:
+        return FIRST_STEP_IN if self.step == 0 else FIRST_STEP_IN + STEP * self.step
+
+    # -- one step ------------------------------------------------------------------------
+    @torch.no_grad()
+    def _run_step(self) -> torch.Tensor:
+        k = self.step
+        if k == 0:
+            clips = [(0, 1)] + [(4 * i - 3, 4 * i + 1) for i in range(1, 7)]
+            lat = list(range(0, 6))
+        else:
+            clips = [(8 * k + 17, 8 * k + 21), (8 * k + 21, 8 * k + 25)]
+            lat = [4 + 2 * k, 5 + 2 * k]
+        tokens = [tok for a, b in clips if (tok := self.lq.push(self._lq(a, b))) is not None]
+        lq_tokens = torch.cat(tokens)  # (f*h*w, D)
+        c = (16, self.Hp // 8, self.Wp // 8)
+        noise = latent_noise(self.seed, [self.t0 + t for t in lat], c, device=self.device,
+                             dtype=self.dtype).transpose(0, 1)  # (T, C, h, w) -> (C, T, h, w)
+        v = self.dit(noise, lq_tokens, self.t, self.t_mod, torch.tensor(lat), self.caches,
+                     self.ctx_kv, self.topk, self.kv_len, self.local)
+        x0 = (noise - v).transpose(0, 1)  # (T, 16, h, w)
+        if k == 0:
+            cond = self._lq(0, FIRST_STEP_OUT)
+            cond = torch.cat([cond[:, :, :1].repeat(1, 1, 3, 1, 1), cond], 2)
+            first = 0
+        else:
+            first = 8 * k + 13
+            cond = self._lq(first, first + STEP)
+        frames = self.tc.decode(x0, cond)  # (n, 3, Hp, Wp) in [-1, 1]
+        if self.color_fix != "none":
+            ref = self._lq(first, first + frames.shape[0])[0].transpose(0, 1)
+            frames = self._color(frames, ref)
+        self.step += 1
+        # the next step reads LQ frames from 8*step + 13 on (decoder condition): drop the rest
+        drop = min(8 * self.step + 13, self._available()) - self.base
+        if drop > 0:
+            del self.lq_frames[:drop]
+            self.base += drop
+        return frames
+
+    def _color(self, frames, ref):
+        h, w = self.h4, self.w4
+        if self.color_fix == "adain":
+            fixed = adain(frames[..., :h, :w].float(), ref[..., :h, :w].float())
+            frames = frames.clone()
+            frames[..., :h, :w] = fixed.to(frames.dtype)
+            return frames
+        from ...ops.color import color_fix  # the shared implementation (wavelet, lab, ...)
+
+        out = frames.clone()
+        out[..., :h, :w] = color_fix(frames[..., :h, :w], ref[..., :h, :w], self.color_fix).to(frames.dtype)
+        return out
+
+    def _finish(self, frames: torch.Tensor, limit: int | None) -> torch.Tensor | None:
+        """Crop the canvas, map to [0, 1] (T, H, W, 3), drop frames past ``limit``."""
+        if limit is not None:
+            frames = frames[: max(0, limit - self.emitted)]
+        if frames.shape[0] == 0:
+            return None
+        self.emitted += frames.shape[0]
+        x = (frames[..., : self.h4, : self.w4].float() + 1) / 2
+        if self.out_resize is not None:
+            mh, mw = self.out_resize
+            x = mh @ x @ mw
+        return x.permute(0, 2, 3, 1)
+
+    # -- interface -----------------------------------------------------------------------
+    def push(self, frames: torch.Tensor) -> Iterator[torch.Tensor]:
+        self._append(frames)
+        while self._available() >= self._needed():
+            out = self._finish(self._run_step(), None)
+            if out is not None:
+                yield out
+
+    def flush(self) -> Iterator[torch.Tensor]:
+        n = self.received
+        if n == 0:
+            return
+        # pad to the model's grid: outputs 8m-3 >= max(n, 21), plus 4 frames of look-ahead
+        target = max(FIRST_STEP_OUT, n)
+        target += (-(target + 3)) % 8
+        last = self.lq_frames[-1]
+        while self._available() < target + 4:
+            self.lq_frames.append(last)
+        while self.emitted < n:
+            out = self._finish(self._run_step(), n)
+            if out is not None:
+                yield out
+
+    def close(self) -> None:
+        self.lq_frames.clear()
+        self.caches = [None] * len(self.dit.blocks)

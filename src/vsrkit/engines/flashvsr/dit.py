@@ -1,0 +1,259 @@
+"""The FlashVSR DiT: a Wan2.1 DiT run as a one-step, streaming, causal model with
+locality-constrained sparse attention (LCSA) and a per-block KV cache.
+
+Token layout: latent (16, f, H/8, W/8) -> patches (f, h, w), h = H/16, w = W/16, row-major.
+LCSA works on windows of (2, 8, 8) = 128 tokens (2 latent frames x 8x8 patches).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+WIN = (2, 8, 8)  # (frames, rows, cols) of one LCSA window: 128 tokens
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    dim: int
+    in_dim: int
+    ffn_dim: int
+    text_dim: int
+    freq_dim: int
+    num_layers: int
+    out_dim: int
+    num_heads: int
+    patch: tuple[int, int, int] = (1, 2, 2)
+    eps: float = 1e-6
+
+    @classmethod
+    def from_state_dict(cls, sd) -> "DiTConfig":
+        dim, in_dim, *patch = sd["patch_embedding.weight"].shape  # (D, C_in, pt, ph, pw)
+        n = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
+        out = sd["head.head.weight"].shape[0] // math.prod(patch)
+        # no tensor holds the head count: Wan's convention is head_dim 128
+        return cls(dim=dim, in_dim=in_dim, ffn_dim=sd["blocks.0.ffn.0.weight"].shape[0],
+                   text_dim=sd["text_embedding.0.weight"].shape[1],
+                   freq_dim=sd["time_embedding.0.weight"].shape[1], num_layers=n,
+                   out_dim=out, num_heads=max(1, dim // 128), patch=tuple(patch))
+
+
+class RMSNorm(nn.Module):
+    """Statistics in float32, the weight applied in the input dtype (Wan's order)."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
+
+
+def rope_freqs(head_dim: int, t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``(f*h*w, head_dim/2)`` complex128 rotations for temporal positions ``t`` (absolute
+    latent indices, any size: computed, not looked up) and spatial 0..h-1, 0..w-1."""
+    dims = (head_dim - 2 * (head_dim // 3), head_dim // 3, head_dim // 3)
+
+    def table(d, pos):
+        theta = 1.0 / (10000.0 ** (torch.arange(0, d, 2)[: d // 2].double() / d))
+        ang = torch.outer(pos.double(), theta)
+        return torch.polar(torch.ones_like(ang), ang)
+
+    ft, fh, fw = table(dims[0], t), table(dims[1], torch.arange(h)), table(dims[2], torch.arange(w))
+    f = len(t)
+    return torch.cat([ft.view(f, 1, 1, -1).expand(f, h, w, -1),
+                      fh.view(1, h, 1, -1).expand(f, h, w, -1),
+                      fw.view(1, 1, w, -1).expand(f, h, w, -1)], -1).reshape(f * h * w, -1)
+
+
+def rope_apply(x: torch.Tensor, freqs: torch.Tensor, heads: int) -> torch.Tensor:
+    """x (L, D) -> rotated in adjacent pairs per head, in float64 (as the reference)."""
+    L, D = x.shape
+    xc = torch.view_as_complex(x.double().reshape(L, heads, -1, 2))
+    return torch.view_as_real(xc * freqs[:, None, :]).reshape(L, D).to(x.dtype)
+
+
+def to_windows(x: torch.Tensor, f: int, h: int, w: int) -> torch.Tensor:
+    """(f*h*w, D) -> (n_windows, 128, D), windows (tf, ty, tx) row-major."""
+    D = x.shape[-1]
+    wf, wh, ww = WIN
+    x = x.view(f // wf, wf, h // wh, wh, w // ww, ww, D).permute(0, 2, 4, 1, 3, 5, 6)
+    return x.reshape(-1, wf * wh * ww, D)
+
+
+def from_windows(x: torch.Tensor, f: int, h: int, w: int) -> torch.Tensor:
+    D = x.shape[-1]
+    wf, wh, ww = WIN
+    x = x.view(f // wf, h // wh, w // ww, wf, wh, ww, D).permute(0, 3, 1, 4, 2, 5, 6)
+    return x.reshape(f * h * w, D)
+
+
+def local_mask(bh: int, bw: int, r: int, device) -> torch.Tensor:
+    """(bh*bw, bh*bw) bool: key window (r', c') is local to query (r, c) iff it lies in the
+    R x R box starting at (r - R//2, c - R//2), not clamped at the borders."""
+    rr, cc = torch.meshgrid(torch.arange(bh, device=device), torch.arange(bw, device=device),
+                            indexing="ij")
+    rr, cc = rr.reshape(-1), cc.reshape(-1)
+    r0, c0 = rr - r // 2, cc - r // 2
+    in_r = (rr[None, :] >= r0[:, None]) & (rr[None, :] <= r0[:, None] + r - 1)
+    in_c = (cc[None, :] >= c0[:, None]) & (cc[None, :] <= c0[:, None] + r - 1)
+    return in_r & in_c
+
+
+def block_mask(qw: torch.Tensor, kw: torch.Tensor, heads: int, groups: int, topk: int,
+               local: torch.Tensor) -> torch.Tensor:
+    """The official draft mask: (heads, nq, nk) bool of key windows each query window uses.
+    Pooled window means score the pairs; softmax over local keys; per head and query temporal
+    group a global top-k (strict ``>`` the (k+1)-th largest)."""
+    qp = qw.mean(1).view(qw.shape[0], heads, -1).permute(1, 0, 2)  # (Hd, nq, d)
+    kp = kw.mean(1).view(kw.shape[0], heads, -1).permute(1, 0, 2)  # (Hd, nk, d)
+    scores = torch.einsum("hld,hmd->hlm", qp, kp) / math.sqrt(qp.shape[-1])
+    nq, nk = scores.shape[1:]
+    lm = local.repeat(nq // local.shape[0], nk // local.shape[1])
+    bias = torch.zeros(lm.shape, dtype=torch.float32, device=lm.device).masked_fill(~lm, -math.inf)
+    attn = torch.softmax(scores + bias, dim=-1)  # float32
+    flat = attn.reshape(heads * groups, -1)  # (Hd*groups, P*nk)
+    k = min(flat.shape[1] - 1, topk)
+    th = torch.topk(flat, k + 1, dim=1).values[:, -1:]
+    return (flat > th).reshape(heads, nq, nk)
+
+
+def sparse_attention_reference(q, k, v, mask, heads: int) -> torch.Tensor:
+    """Exact semantics of the block-sparse kernel in plain PyTorch: q (nq, 128, D), k/v
+    (nk, 128, D), mask (heads, nq, nk). Query windows with no key window get zeros."""
+    nq, bs, D = q.shape
+    nk = k.shape[0]
+    d = D // heads
+    qh = q.reshape(nq * bs, heads, d).transpose(0, 1)  # (Hd, Lq, d)
+    kh = k.reshape(nk * bs, heads, d).transpose(0, 1)
+    vh = v.reshape(nk * bs, heads, d).transpose(0, 1)
+    tok = mask.repeat_interleave(bs, 1).repeat_interleave(bs, 2)  # (Hd, Lq, Lk)
+    out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=tok)
+    empty = ~mask.any(-1).repeat_interleave(bs, 1)  # (Hd, Lq)
+    out = out.masked_fill(empty[..., None], 0.0)
+    return out.transpose(0, 1).reshape(nq, bs, D)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, eps: float):
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q, self.norm_k = RMSNorm(dim, eps), RMSNorm(dim, eps)
+
+    def forward(self, x, freqs, fhw, cache, topk: int, kv_len: int, local):
+        """x (L, D); cache: (K, V) windows of earlier steps or None. Returns out, new cache."""
+        f, h, w = fhw
+        q = rope_apply(self.norm_q(self.q(x)), freqs, self.heads)
+        k = rope_apply(self.norm_k(self.k(x)), freqs, self.heads)
+        v = self.v(x)
+        qw, kw, vw = (to_windows(t, f, h, w) for t in (q, k, v))
+        per_group = qw.shape[0] // (f // WIN[0])  # windows per temporal group
+        if cache is not None:
+            kw, vw = torch.cat([cache[0], kw]), torch.cat([cache[1], vw])
+        mask = block_mask(qw, kw, self.heads, f // WIN[0], topk, local)
+        out = sparse_attention_reference(qw, kw, vw, mask, self.heads)
+        if kw.shape[0] // per_group > kv_len:  # drop exactly one oldest group
+            kw, vw = kw[per_group:], vw[per_group:]
+        return self.o(from_windows(out, f, h, w)), (kw, vw)
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, eps: float):
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q, self.norm_k = RMSNorm(dim, eps), RMSNorm(dim, eps)
+
+    def kv(self, ctx):
+        return self.norm_k(self.k(ctx)), self.v(ctx)
+
+    def forward(self, x, kv):
+        L, D = x.shape
+        q = self.norm_q(self.q(x)).view(L, self.heads, -1).transpose(0, 1)
+        k, v = (t.view(-1, self.heads, D // self.heads).transpose(0, 1) for t in kv)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.o(out.transpose(0, 1).reshape(L, D))
+
+
+class Block(nn.Module):
+    def __init__(self, c: DiTConfig):
+        super().__init__()
+        self.self_attn = SelfAttention(c.dim, c.num_heads, c.eps)
+        self.cross_attn = CrossAttention(c.dim, c.num_heads, c.eps)
+        self.norm1 = nn.LayerNorm(c.dim, eps=c.eps, elementwise_affine=False)
+        self.norm2 = nn.LayerNorm(c.dim, eps=c.eps, elementwise_affine=False)
+        self.norm3 = nn.LayerNorm(c.dim, eps=c.eps)
+        self.ffn = nn.Sequential(nn.Linear(c.dim, c.ffn_dim), nn.GELU(approximate="tanh"),
+                                 nn.Linear(c.ffn_dim, c.dim))
+        self.modulation = nn.Parameter(torch.zeros(1, 6, c.dim))
+
+    def forward(self, x, t_mod, freqs, fhw, cache, ctx_kv, topk, kv_len, local):
+        # 1. Self-attention (modulated, gated), 2. cross-attention, 3. feed-forward
+        sh1, sc1, g1, sh2, sc2, g2 = (self.modulation + t_mod).chunk(6, dim=1)  # (1, 1, D) each
+        a, cache = self.self_attn(self.norm1(x) * (1 + sc1[0]) + sh1[0], freqs, fhw, cache,
+                                  topk, kv_len, local)
+        x = x + g1[0] * a
+        x = x + self.cross_attn(self.norm3(x), ctx_kv)
+        x = x + g2[0] * self.ffn(self.norm2(x) * (1 + sc2[0]) + sh2[0])
+        return x, cache
+
+
+class Head(nn.Module):
+    def __init__(self, c: DiTConfig):
+        super().__init__()
+        self.norm = nn.LayerNorm(c.dim, eps=c.eps, elementwise_affine=False)
+        self.head = nn.Linear(c.dim, c.out_dim * math.prod(c.patch))
+        self.modulation = nn.Parameter(torch.zeros(1, 2, c.dim))
+
+    def forward(self, x, t):
+        shift, scale = (self.modulation + t[:, None]).chunk(2, dim=1)  # uses t, not t_mod
+        return self.head(self.norm(x) * (1 + scale[0]) + shift[0])
+
+
+class WanDiT(nn.Module):
+    def __init__(self, c: DiTConfig):
+        super().__init__()
+        self.config = c
+        self.patch_embedding = nn.Conv3d(c.in_dim, c.dim, c.patch, stride=c.patch)
+        self.text_embedding = nn.Sequential(nn.Linear(c.text_dim, c.dim), nn.GELU(approximate="tanh"),
+                                            nn.Linear(c.dim, c.dim))
+        self.time_embedding = nn.Sequential(nn.Linear(c.freq_dim, c.dim), nn.SiLU(),
+                                            nn.Linear(c.dim, c.dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(c.dim, c.dim * 6))
+        self.blocks = nn.ModuleList(Block(c) for _ in range(c.num_layers))
+        self.head = Head(c)
+
+    def timestep(self, dtype, device, t: float = 1000.0):
+        """t (1, D) and t_mod (1, 6, D) at the one step t = 1000 (sinusoid in float64, cos
+        first, then cast)."""
+        half = self.config.freq_dim // 2
+        pos = torch.tensor([t], dtype=torch.float64, device=device)
+        ang = torch.outer(pos, torch.pow(10000, -torch.arange(half, dtype=torch.float64,
+                                                              device=device).div(half)))
+        emb = torch.cat([torch.cos(ang), torch.sin(ang)], 1).to(dtype)
+        te = self.time_embedding(emb)
+        return te, self.time_projection(te).unflatten(1, (6, self.config.dim))
+
+    def forward(self, x, lq_tokens, t, t_mod, t_index: torch.Tensor, caches, ctx_kv, topk: int,
+                kv_len: int, local):
+        """x (16, f, H/8, W/8) noise of this step's latent frames -> velocity, same shape.
+        lq_tokens (f*h*w, D) are added before block 0."""
+        tok = self.patch_embedding(x[None])[0]  # (D, f, h, w)
+        D, f, h, w = tok.shape
+        x_ = tok.flatten(1).transpose(0, 1)  # (D, f, h, w) -> (L, D), L = f*h*w
+        freqs = rope_freqs(D // self.config.num_heads, t_index, h, w).to(x_.device)
+        x_ = x_ + lq_tokens
+        for i, blk in enumerate(self.blocks):
+            x_, caches[i] = blk(x_, t_mod, freqs, (f, h, w), caches[i], ctx_kv[i], topk, kv_len,
+                                local)
+        out = self.head(x_, t)  # (L, 64) ordered (pt, ph, pw, c)
+        pt, ph, pw = self.config.patch
+        out = out.view(f, h, w, pt, ph, pw, -1).permute(6, 0, 3, 1, 4, 2, 5)
+        return out.reshape(-1, f * pt, h * ph, w * pw)

@@ -1,0 +1,11 @@
+"""FlashVSR model ids (no torch import: the CLI lists these cheaply)."""
+
+from ..__init__ import ModelEntry
+
+MODELS = [
+    ModelEntry("flashvsr-v1.1", "flashvsr", "flashvsr:FlashVSREngine",
+               "FlashVSR v1.1: one-step streaming 4x diffusion VSR (tiny, tiny-long)",
+               {"version": "v1.1"}),
+    ModelEntry("flashvsr-v1", "flashvsr", "flashvsr:FlashVSREngine",
+               "FlashVSR v1 (buffer LQ projector)", {"version": "v1"}),
+]
