@@ -22,7 +22,7 @@ from ...plan import output_size
 from ...tiling import pad_to_multiple
 from ..base import Engine, EnginePlan, EngineSession
 from ..classical import resample_matrix
-from .dit import DiTConfig, WanDiT, local_mask
+from .dit import DiTConfig, WanDiT, local_mask, pick_attention
 from .lq_proj import LQProjector
 from .tcdecoder import TCDecoder
 
@@ -89,6 +89,7 @@ class FlashVSREngine(Engine):
                           details={"variant": self.variant, "canvas": (h4 + ph, w4 + pw),
                                    "sparse_ratio": opts.sparse_ratio, "kv_ratio": opts.kv_ratio,
                                    "local_range": opts.local_range, "seed": opts.seed,
+                                   "attention": pick_attention(opts.attention, device),
                                    "color_fix": "adain" if opts.color_fix == "auto" else opts.color_fix},
                           notes=notes, latency_frames=FIRST_STEP_IN,
                           warmup_frames=24)
@@ -111,12 +112,7 @@ class FlashVSREngine(Engine):
             raise WeightsError(f"{FILES[0]}: not a FlashVSR checkpoint (missing {e})") from None
         prompt = hub.load_state_dict(paths["posi_prompt.pth"])
         prompt = next(iter(prompt.values())) if isinstance(prompt, dict) else prompt
-        mods = [m.to(device=device, dtype=dtype).eval() for m in (dit, lq, tc)]
-        with torch.no_grad():
-            ctx = mods[0].text_embedding(prompt.to(device, dtype).reshape(-1, prompt.shape[-1]))
-            ctx_kv = [b.cross_attn.kv(ctx) for b in mods[0].blocks]
-            t, t_mod = mods[0].timestep(dtype, device)
-        loaded = (mods, ctx_kv, t, t_mod)
+        loaded = prepare(dit, lq, tc, prompt, device, dtype)
         self.models = ((device, dtype), loaded)
         return loaded
 
@@ -129,6 +125,17 @@ class FlashVSREngine(Engine):
         self.models = None
 
 
+@torch.no_grad()
+def prepare(dit, lq, tc, prompt, device, dtype):
+    """Modules on the device, and what every step reuses: the prompt's cross-attention K/V per
+    block (the prompt is fixed, so it is embedded once) and the timestep embeddings."""
+    mods = [m.to(device=device, dtype=dtype).eval() for m in (dit, lq, tc)]
+    ctx = mods[0].text_embedding(prompt.to(device, dtype).reshape(-1, prompt.shape[-1]))
+    ctx_kv = [b.cross_attn.kv(ctx) for b in mods[0].blocks]
+    t, t_mod = mods[0].timestep(dtype, device)
+    return mods, ctx_kv, t, t_mod
+
+
 def _strict(module, sd, name: str) -> None:
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     hub.check_keys(sd, expected, name, what="FlashVSR checkpoint")
@@ -138,6 +145,7 @@ def _strict(module, sd, name: str) -> None:
 class FlashVSRSession(EngineSession):
     def __init__(self, plan: EnginePlan, loaded, device, dtype):
         (self.dit, self.lq, self.tc), self.ctx_kv, self.t, self.t_mod = loaded
+        self.dit.set_attention(plan.details["attention"])
         self.lq.reset()
         self.tc.reset()
         self.plan, self.device, self.dtype = plan, device, dtype

@@ -140,12 +140,60 @@ def sparse_attention_reference(q, k, v, mask, heads: int) -> torch.Tensor:
     return out.transpose(0, 1).reshape(nq, bs, D)
 
 
+_FLEX = None
+
+
+def sparse_attention_flex(q, k, v, mask, heads: int) -> torch.Tensor:
+    """The same block-sparse attention through PyTorch FlexAttention (CUDA): the block mask
+    becomes a BlockMask of 128x128 full blocks, so only selected key windows are computed."""
+    global _FLEX
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+    if _FLEX is None:
+        _FLEX = torch.compile(flex_attention, dynamic=False)
+    nq, bs, D = q.shape
+    nk = k.shape[0]
+    d = D // heads
+    qh = q.reshape(nq * bs, heads, d).transpose(0, 1)[None]  # (1, Hd, Lq, d)
+    kh = k.reshape(nk * bs, heads, d).transpose(0, 1)[None]
+    vh = v.reshape(nk * bs, heads, d).transpose(0, 1)[None]
+    counts = mask.sum(-1, dtype=torch.int32)[None]  # (1, Hd, nq)
+    order = torch.argsort((~mask).to(torch.int8), dim=-1, stable=True).to(torch.int32)[None]
+    empty = torch.zeros_like(counts)
+    bm = BlockMask.from_kv_blocks(empty, order, counts, order, BLOCK_SIZE=bs,
+                                  seq_lengths=(nq * bs, nk * bs))
+    out = _FLEX(qh, kh, vh, block_mask=bm)  # rows with no block come out as zeros
+    return out[0].transpose(0, 1).reshape(nq, bs, D)
+
+
+ATTENTION = {"reference": sparse_attention_reference, "flex": sparse_attention_flex}
+
+
+def pick_attention(name: str, device) -> str:
+    """auto: FlexAttention on CUDA, the exact reference elsewhere; an explicit choice that
+    cannot run is an error, never a silent fallback."""
+    dev = torch.device(device)
+    if name == "auto":
+        return "flex" if dev.type == "cuda" else "reference"
+    if name not in ATTENTION:
+        from ...errors import UsageError
+
+        raise UsageError(f"--attention {name!r}: FlashVSR offers {', '.join(ATTENTION)} or auto")
+    if name == "flex" and dev.type != "cuda":
+        from ...errors import UsageError
+
+        raise UsageError("--attention flex needs a CUDA device")
+    return name
+
+
 class SelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int, eps: float):
         super().__init__()
         self.heads = heads
         self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
         self.norm_q, self.norm_k = RMSNorm(dim, eps), RMSNorm(dim, eps)
+
+    attention = "reference"
 
     def forward(self, x, freqs, fhw, cache, topk: int, kv_len: int, local):
         """x (L, D); cache: (K, V) windows of earlier steps or None. Returns out, new cache."""
@@ -158,7 +206,7 @@ class SelfAttention(nn.Module):
         if cache is not None:
             kw, vw = torch.cat([cache[0], kw]), torch.cat([cache[1], vw])
         mask = block_mask(qw, kw, self.heads, f // WIN[0], topk, local)
-        out = sparse_attention_reference(qw, kw, vw, mask, self.heads)
+        out = ATTENTION[self.attention](qw, kw, vw, mask, self.heads)
         if kw.shape[0] // per_group > kv_len:  # drop exactly one oldest group
             kw, vw = kw[per_group:], vw[per_group:]
         return self.o(from_windows(out, f, h, w)), (kw, vw)
@@ -229,6 +277,10 @@ class WanDiT(nn.Module):
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(c.dim, c.dim * 6))
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.num_layers))
         self.head = Head(c)
+
+    def set_attention(self, name: str) -> None:
+        for b in self.blocks:
+            b.self_attn.attention = name
 
     def timestep(self, dtype, device, t: float = 1000.0):
         """t (1, D) and t_mod (1, 6, D) at the one step t = 1000 (sinusoid in float64, cos
