@@ -154,8 +154,9 @@ class FlashVSRSession(EngineSession):
         self.h4, self.w4 = self.H * 4, self.W * 4
         self.seed = d["seed"]
         self.color_fix = d["color_fix"]
-        self.mh = resample_matrix(self.H, self.h4, "bicubic")  # (4H, H) float64
-        self.mw = resample_matrix(self.W, self.w4, "bicubic").T
+        # float64 keeps PIL's rounding exact; on the GPU the upsample costs next to nothing
+        self.mh = resample_matrix(self.H, self.h4, "bicubic").to(device)  # (4H, H) float64
+        self.mw = resample_matrix(self.W, self.w4, "bicubic").T.to(device)
         self.out_resize = None
         if plan.out_size != (self.h4, self.w4):
             self.out_resize = (resample_matrix(self.h4, plan.out_size[0], "lanczos").float().to(device),
@@ -179,7 +180,7 @@ class FlashVSRSession(EngineSession):
         return torch.stack(self.lq_frames[a - self.base:b - self.base], 1)[None]
 
     def _append(self, frames: torch.Tensor) -> None:
-        up = upsample_pil_u8(frames, self.mh, self.mw)  # (T, 3, 4H, 4W)
+        up = upsample_pil_u8(frames.to(self.device), self.mh, self.mw)  # (T, 3, 4H, 4W)
         up = F.pad(up, (0, self.Wp - self.w4, 0, self.Hp - self.h4), mode="replicate")
         for f in up.to(self.device, self.dtype):
             self.lq_frames.append(f)
