@@ -224,10 +224,11 @@ class CrossAttention(nn.Module):
 
     def forward(self, x, kv):
         L, D = x.shape
-        q = self.norm_q(self.q(x)).view(L, self.heads, -1).transpose(0, 1)
-        k, v = (t.view(-1, self.heads, D // self.heads).transpose(0, 1) for t in kv)
+        # 4-D (B, Hd, L, d) so SDPA can take its fused kernels (3-D falls back to math)
+        q = self.norm_q(self.q(x)).view(1, L, self.heads, -1).transpose(1, 2)
+        k, v = (t.view(1, -1, self.heads, D // self.heads).transpose(1, 2) for t in kv)
         out = F.scaled_dot_product_attention(q, k, v)
-        return self.o(out.transpose(0, 1).reshape(L, D))
+        return self.o(out[0].transpose(0, 1).reshape(L, D))
 
 
 class Block(nn.Module):
