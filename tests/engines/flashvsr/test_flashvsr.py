@@ -122,3 +122,22 @@ def test_missing_weights_one_line_with_the_fix(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 5, r.stderr
     assert r.stderr.count("\n") == 1 and "diffusion_pytorch_model_streaming_dmd" in r.stderr
+
+
+def test_flex_block_sparse_matches_reference_including_empty_rows(monkeypatch):
+    """The FlexAttention path (run unfused on CPU) against the exact reference."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    import vsrkit.engines.flashvsr.dit as dit
+
+    monkeypatch.setattr(dit, "_FLEX", flex_attention)
+    g = torch.Generator().manual_seed(0)
+    heads, nq, nk = 2, 6, 9
+    q, k, v = (torch.randn(n, 128, heads * 128, generator=g) for n in (nq, nk, nk))
+    mask = torch.rand(heads, nq, nk, generator=g) > 0.6
+    mask[0, 1] = False  # query windows with no key window: zeros, as the CUDA kernel writes
+    mask[1, 4] = False
+    ref = dit.sparse_attention_reference(q, k, v, mask, heads)
+    out = dit.sparse_attention_flex(q, k, v, mask, heads)
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert out.view(nq, 128, heads, 128)[1, :, 0].abs().max() == 0

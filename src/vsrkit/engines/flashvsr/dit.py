@@ -160,8 +160,13 @@ def sparse_attention_flex(q, k, v, mask, heads: int) -> torch.Tensor:
     counts = mask.sum(-1, dtype=torch.int32)[None]  # (1, Hd, nq)
     order = torch.argsort((~mask).to(torch.int8), dim=-1, stable=True).to(torch.int32)[None]
     empty = torch.zeros_like(counts)
+
+    def in_selected_block(b, h, qi, ki):  # the same mask token-wise (eager/unfused paths use it)
+        return mask[h, qi // bs, ki // bs]
+
+    # selected blocks as *full* blocks: the fused kernel visits only those and skips the mask_mod
     bm = BlockMask.from_kv_blocks(empty, order, counts, order, BLOCK_SIZE=bs,
-                                  seq_lengths=(nq * bs, nk * bs))
+                                  mask_mod=in_selected_block, seq_lengths=(nq * bs, nk * bs))
     out = _FLEX(qh, kh, vh, block_mask=bm)  # rows with no block come out as zeros
     return out[0].transpose(0, 1).reshape(nq, bs, D)
 
