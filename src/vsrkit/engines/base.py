@@ -43,6 +43,12 @@ class EnginePlan:
     # Frames of context a segment needs before its first kept frame to rebuild the model's
     # state (KV cache, decoder memory, temporal batches); 0 for stateless engines.
     warmup_frames: int = 0
+    # Frames after a segment's last kept frame that its outputs still depend on (the model's
+    # look-ahead); a segment reads them so its last frames equal the unbroken run's.
+    lookahead_frames: int = 0
+    # A segment's first fed frame must be a multiple of this (FlashVSR: 8, its chunk grid), so
+    # a segment groups frames into latents and chunks exactly as the unbroken run does.
+    frame_align: int = 1
 
     def describe(self) -> list[str]:
         h, w = self.in_size

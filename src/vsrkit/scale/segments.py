@@ -158,8 +158,8 @@ class SegmentWriter:
     """Drops the warm-up outputs, writes the kept frames losslessly with their pts."""
 
     def __init__(self, path: Path, skip: int, out_size: tuple[int, int], bits: int,
-                 time_base: Fraction, rate: Fraction):
-        self.path, self.skip, self.bits = path, skip, bits
+                 time_base: Fraction, rate: Fraction, keep: int):
+        self.path, self.skip, self.bits, self.keep = path, skip, bits, keep
         self.tmp = path.with_suffix(".tmp.nut")
         self.c = av.open(str(self.tmp), "w")
         self.s = self.c.add_stream("ffv1", rate=30)
@@ -174,6 +174,8 @@ class SegmentWriter:
         for img, info in zip(quantize(frames, self.bits), infos):
             if self.skip > 0:
                 self.skip -= 1
+                continue
+            if self.frames_written >= self.keep:  # look-ahead frames: read, not kept
                 continue
             fr = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), fmt)
             fr = fr.reformat(format=self.s.pix_fmt)
@@ -204,16 +206,19 @@ class Job:
     input: str
     opts: Options
     first: int  # absolute index (in the source) of frame 0 of the selected range
+    total: int  # frames in the selected range
+    lookahead: int  # frames read past a segment's end (the engine's look-ahead)
     out_size: tuple[int, int]
     bits: int
     time_base: Fraction
     rate: Fraction
 
 
-def make_job(input: Path, opts: Options, src: Source, out_size: tuple[int, int]) -> Job:
+def make_job(input: Path, opts: Options, src: Source, out_size: tuple[int, int], total: int,
+             lookahead: int) -> Job:
     first = parse_frame_range(opts.frames)[0] if opts.frames else 0
-    return Job(str(input), opts, first, out_size, 16 if src.spec.bit_depth > 8 else 8,
-               src.spec.time_base, src.spec.frame_rate)
+    return Job(str(input), opts, first, total, lookahead, out_size,
+               16 if src.spec.bit_depth > 8 else 8, src.spec.time_base, src.spec.frame_rate)
 
 
 def run_segment(job: Job, seg: Segment, engine, dest: Path,
@@ -222,16 +227,17 @@ def run_segment(job: Job, seg: Segment, engine, dest: Path,
     from ..run import _stream
 
     a = job.first + seg.read_start
-    opts = job.opts.replace(frames=f"{a}:{job.first + seg.stop}", start=None, end=None,
+    stop = min(job.total, seg.stop + job.lookahead)  # read past the end: the model looks ahead
+    opts = job.opts.replace(frames=f"{a}:{job.first + stop}", start=None, end=None,
                             segment_frames=None, devices=None, ray=None)
     with open_source(job.input, opts) as src:
         plan = engine.plan(src.spec, opts)
         plan = dataclasses.replace(plan, start_frame=seg.read_start)
         session = engine.open(plan)
         writer = SegmentWriter(dest, seg.keep_start - seg.read_start, job.out_size, job.bits,
-                               job.time_base, job.rate)
+                               job.time_base, job.rate, keep=seg.kept)
         try:
-            _stream(src, session, writer, seg.stop - seg.read_start, lambda e: None,
+            _stream(src, session, writer, stop - seg.read_start, lambda e: None,
                     cancel or CancelToken(), on_frames)
         except BaseException:
             writer.abort()
@@ -292,10 +298,12 @@ def run_segmented(input, output, opts: Options, *, engine=None, on_event=None,
         check_output(input, out, opts)
         n = count_frames(input, opts, src)
         length = opts.segment_frames or DEFAULT_SEGMENT_FRAMES
-        segs = segments(n, length, plan.warmup_frames)
+        segs = [dataclasses.replace(s, read_start=s.read_start // plan.frame_align
+                                    * plan.frame_align)
+                for s in segments(n, length, plan.warmup_frames)]
         folder = work_dir(out)
         manifest = Manifest.open(folder, fingerprint(input, opts, engine, n), segs, say)
-        job = make_job(input, opts, src, plan.out_size)
+        job = make_job(input, opts, src, plan.out_size, n, plan.lookahead_frames)
         todo = manifest.pending()
         emit(Event("upscaling", n - sum(s.kept for s in todo), n,
                    message=f"{len(segs)} segments, {len(todo)} to make"))

@@ -92,7 +92,9 @@ class FlashVSREngine(Engine):
                                    "attention": pick_attention(opts.attention, device),
                                    "color_fix": "adain" if opts.color_fix == "auto" else opts.color_fix},
                           notes=notes, latency_frames=FIRST_STEP_IN,
-                          warmup_frames=24)
+                          # 24 frames rebuild the 3 cached latent groups; output frame i comes
+                          # from the step that reads LQ frames up to i + 12
+                          warmup_frames=48, lookahead_frames=12, frame_align=8)
 
     def _load(self, device, dtype):
         if self.models is not None and self.models[0] == (device, dtype):
