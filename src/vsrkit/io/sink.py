@@ -36,6 +36,8 @@ CODECS = {
     "ffv1": ("ffv1", "bgr0", "gbrp16le", None),  # lossless RGB: nothing converted
 }
 DEFAULT_CRF = {"h264": 18, "hevc": 20, "av1": 30}
+# FFV1 version 3 with slices: encodes and decodes on several threads, still lossless
+FFV1_FAST = {"level": "3", "slices": "16", "slicecrc": "0"}
 # container extension -> codecs it may hold (others: OutputError before any work)
 CONTAINER_CODECS = {
     ".mp4": {"h264", "hevc", "av1"}, ".m4v": {"h264", "hevc"},
@@ -232,11 +234,14 @@ class VideoSink(Sink):
                 options["x265-params"] = "log-level=error"
             elif self.codec == "av1":
                 options["preset"] = "8"
+        elif self.codec == "ffv1":
+            options.update(FFV1_FAST)
         elif self.codec == "prores":
             q = opts.quality or 8
             options["profile"] = "3" if q >= 8 else ("2" if q >= 5 else "1")
         self.stream = vs = self.container.add_stream(enc, rate=spec.frame_rate, options=options)
         vs.width, vs.height, vs.pix_fmt = w, h, pix
+        vs.codec_context.thread_type, vs.codec_context.thread_count = "AUTO", 0
         vs.time_base = spec.time_base
         vs.codec_context.time_base = spec.time_base
         self.yuv = pix.startswith(("yuv", "nv"))

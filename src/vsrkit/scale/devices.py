@@ -27,7 +27,7 @@ def parse_devices(text: str) -> list[str]:
     return devs
 
 
-def run_on_devices(job, todo, manifest, opts, emit, cancel, total: int) -> None:
+def run_on_devices(job, todo, manifest, opts, emit, cancel, total: int, on_done=None) -> None:
     devs = parse_devices(opts.devices)
     work: queue.Queue = queue.Queue()
     for seg in todo:
@@ -58,7 +58,10 @@ def run_on_devices(job, todo, manifest, opts, emit, cancel, total: int) -> None:
     threads = [threading.Thread(target=worker, args=(d,), daemon=True) for d in devs]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    while any(t.is_alive() for t in threads):  # assemble finished segments meanwhile
+        if on_done is not None:
+            on_done()
+        for t in threads:
+            t.join(timeout=0.05)
     if errors:
         raise errors[0]

@@ -61,7 +61,7 @@ class SegmentWorker:
 
 
 def run_on_ray(job, todo, manifest, address: str, emit, cancel, total: int,
-               n_workers: int | None = None, on_actors=None) -> None:
+               n_workers: int | None = None, on_actors=None, on_done=None) -> None:
     ray = _ray()
     connect(address)
     gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -103,6 +103,8 @@ def run_on_ray(job, todo, manifest, address: str, emit, cancel, total: int,
             if sha256(dest) != digest:
                 raise ResourceError(f"segment {seg.index}: checksum mismatch after transfer")
             manifest.mark_done(seg.index, (digest, pts))
+            if on_done is not None:
+                on_done()
             done += seg.kept
             idle.append(actor)
             emit(Event("upscaling", done, total, message=f"segment {seg.index} done"))

@@ -35,7 +35,7 @@ import torch
 from .. import engines
 from ..errors import OutputError, UsageError
 from ..frames import FrameInfo
-from ..io.sink import check_output, default_output_path, open_sink, quantize
+from ..io.sink import FFV1_FAST, check_output, default_output_path, open_sink, quantize
 from ..io.source import Source, open_source
 from ..options import Options, parse_frame_range
 from ..plan import output_size
@@ -162,7 +162,8 @@ class SegmentWriter:
         self.path, self.skip, self.bits, self.keep = path, skip, bits, keep
         self.tmp = path.with_suffix(".tmp.nut")
         self.c = av.open(str(self.tmp), "w")
-        self.s = self.c.add_stream("ffv1", rate=30)
+        self.s = self.c.add_stream("ffv1", rate=30, options=FFV1_FAST)
+        self.s.codec_context.thread_type, self.s.codec_context.thread_count = "SLICE", 0
         self.s.height, self.s.width = out_size
         self.s.pix_fmt = "gbrp16le" if bits > 8 else "bgr0"
         self.frames_written = 0
@@ -248,23 +249,29 @@ def run_segment(job: Job, seg: Segment, engine, dest: Path,
     return sha256(dest), writer.pts
 
 
-class SegmentSource:
-    """The finished segments, in order, as a frame source for the final encode."""
+class Assembler:
+    """Writes finished segments into the output in order while later ones are still being made
+    (so the final encode overlaps the model's work instead of following it)."""
 
-    def __init__(self, manifest: "Manifest", spec):
-        self.manifest, self.spec = manifest, spec
+    def __init__(self, manifest: "Manifest", spec, sink):
+        self.manifest, self.spec, self.sink = manifest, spec, sink
+        self.next = 0
+        self.written = 0
+        self.lock = threading.Lock()
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, FrameInfo]]:
-        fmt = "rgb48le" if self.spec.bit_depth > 8 else "rgb24"
-        i = 0
-        for seg in self.manifest.data["segments"]:
-            stamps = seg["pts"]
-            with av.open(str(self.manifest.folder / seg_name(seg["index"]))) as c:
-                for k, fr in enumerate(c.decode(video=0)):
-                    pts, dur = stamps[k]
-                    yield (torch.from_numpy(fr.to_ndarray(format=fmt)),
-                           FrameInfo(i, pts, self.spec.time_base, dur))
-                    i += 1
+    def feed_ready(self) -> None:
+        with self.lock:
+            segs = self.manifest.data["segments"]
+            while self.next < len(segs) and segs[self.next]["done"]:
+                seg = segs[self.next]
+                fmt = "rgb48le" if self.spec.bit_depth > 8 else "rgb24"
+                with av.open(str(self.manifest.folder / seg_name(seg["index"]))) as c:
+                    for k, fr in enumerate(c.decode(video=0)):
+                        pts, dur = seg["pts"][k]
+                        info = FrameInfo(self.written, pts, self.spec.time_base, dur)
+                        self.sink.write(torch.from_numpy(fr.to_ndarray(format=fmt))[None], [info])
+                        self.written += 1
+                self.next += 1
 
 
 def count_frames(input: Path, opts: Options, src: Source) -> int:
@@ -307,42 +314,44 @@ def run_segmented(input, output, opts: Options, *, engine=None, on_event=None,
         todo = manifest.pending()
         emit(Event("upscaling", n - sum(s.kept for s in todo), n,
                    message=f"{len(segs)} segments, {len(todo)} to make"))
-        if opts.ray:
-            from .ray_runner import run_on_ray
-
-            run_on_ray(job, todo, manifest, opts.ray, emit, cancel, n)
-        elif opts.devices:
-            from .devices import run_on_devices
-
-            run_on_devices(job, todo, manifest, opts, emit, cancel, n)
-        else:
-            done = n - sum(s.kept for s in todo)
-            for seg in todo:
-                if cancel.cancelled:
-                    break
-                manifest.mark_done(seg.index, run_segment(job, seg, engine,
-                                                          folder / seg_name(seg.index), cancel))
-                done += seg.kept
-                emit(Event("upscaling", done, n, message=f"segment {seg.index + 1}/{len(segs)}"))
-        if cancel.cancelled or manifest.pending():
-            from ..errors import Interrupted
-
-            raise Interrupted(f"stopped ({cancel.reason}): {len(segs) - len(manifest.pending())}"
-                              f"/{len(segs)} segments kept in {folder}; run the same command "
-                              "again to resume", None, 0)
-        emit(Event("finalizing", n, n, message=str(out)))
         sink = open_sink(out, src, plan.out_size, opts, notice=say)
-        written = 0
+        asm = Assembler(manifest, src.spec, sink)
         try:
-            for frame, info in SegmentSource(manifest, src.spec):
-                sink.write(frame[None], [info])
-                written += 1
+            asm.feed_ready()  # segments kept from an earlier run
+            if opts.ray:
+                from .ray_runner import run_on_ray
+
+                run_on_ray(job, todo, manifest, opts.ray, emit, cancel, n, on_done=asm.feed_ready)
+            elif opts.devices:
+                from .devices import run_on_devices
+
+                run_on_devices(job, todo, manifest, opts, emit, cancel, n, on_done=asm.feed_ready)
+            else:
+                done = n - sum(s.kept for s in todo)
+                for seg in todo:
+                    if cancel.cancelled:
+                        break
+                    manifest.mark_done(seg.index, run_segment(job, seg, engine,
+                                                              folder / seg_name(seg.index), cancel))
+                    asm.feed_ready()
+                    done += seg.kept
+                    emit(Event("upscaling", done, n,
+                               message=f"segment {seg.index + 1}/{len(segs)}"))
+            asm.feed_ready()
+            if cancel.cancelled or manifest.pending():
+                from ..errors import Interrupted
+
+                kept = len(segs) - len(manifest.pending())
+                raise Interrupted(f"stopped ({cancel.reason}): {kept}/{len(segs)} segments kept in "
+                                  f"{folder}; run the same command again to resume", None, 0)
+            if asm.written != n:
+                raise OutputError(f"{folder}: segments hold {asm.written} frames, expected {n}")
         except BaseException:
-            sink.abort()
+            partial = sink.abort()
+            if partial is not None:
+                say(f"{partial} holds the {asm.written} frames assembled so far")
             raise
-        if written != n:
-            sink.abort()
-            raise OutputError(f"{folder}: segments hold {written} frames, expected {n}")
+        emit(Event("finalizing", n, n, message=str(out)))
         final = sink.close()
     shutil.rmtree(folder, ignore_errors=True)
     elapsed = time.monotonic() - t0
