@@ -58,10 +58,12 @@ def run_on_devices(job, todo, manifest, opts, emit, cancel, total: int, on_done=
     threads = [threading.Thread(target=worker, args=(d,), daemon=True) for d in devs]
     for t in threads:
         t.start()
-    while any(t.is_alive() for t in threads):  # assemble finished segments meanwhile
-        if on_done is not None:
-            on_done()
-        for t in threads:
-            t.join(timeout=0.05)
+    # Assembling while the device threads run was measured (2 x H200: efficiency 0.54 -> 0.58)
+    # but one of three runs failed inside that overlap; until that race is found, assemble after
+    # the workers finish.
+    for t in threads:
+        t.join()
+    if on_done is not None and not errors:
+        on_done()
     if errors:
         raise errors[0]
