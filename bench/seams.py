@@ -38,12 +38,20 @@ def main() -> None:
     ap.add_argument("--segment-frames", type=int, default=40)
     ap.add_argument("--size", default="32x32")
     ap.add_argument("--near", type=int, default=8, help="frames after a boundary counted as seam")
+    ap.add_argument("--full", action="store_true",
+                    help="random full-size weights on CUDA instead of the tiny CPU checkpoint")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp())
-    w = make_tiny_flashvsr(work / "w")
+    if args.full:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from multi_gpu import write_random_weights
+
+        w, device = write_random_weights(work / "w"), "cuda"
+    else:
+        w, device = make_tiny_flashvsr(work / "w"), "cpu"
     W, H = map(int, args.size.split("x"))
     clip = make_video(work / "clip.mkv", frames=args.frames, size=(W, H))
-    common = dict(model="flashvsr-v1.1", weights=str(w), device="cpu", codec="ffv1")
+    common = dict(model="flashvsr-v1.1", weights=str(w), device=device, codec="ffv1")
     vsrkit.upscale(clip, work / "one.mkv", **common)
     vsrkit.upscale(clip, work / "seg.mkv", segment_frames=args.segment_frames, **common)
     a, b = frames(work / "one.mkv"), frames(work / "seg.mkv")
