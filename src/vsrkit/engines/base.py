@@ -109,8 +109,8 @@ class Engine(ABC):
 
         try:
             hub.resolve(files, model_id=self.name, weights_dir=getattr(self, "weights_dir", None))
-        except WeightsError as e:
-            return f"missing ({e})"
+        except WeightsError:
+            return f"missing: vsrkit models download {self.name}"
         return "present"
 
     def close(self) -> None:  # noqa: B027 - optional hook
