@@ -141,3 +141,13 @@ def test_flex_block_sparse_matches_reference_including_empty_rows(monkeypatch):
     out = dit.sparse_attention_flex(q, k, v, mask, heads)
     assert torch.allclose(out, ref, atol=1e-5)
     assert out.view(nq, 128, heads, 128)[1, :, 0].abs().max() == 0
+
+
+@pytest.mark.parametrize("flag", [["--fit", "crop"], ["--tile-size", "256"], ["--tiled-vae"],
+                                  ["--color-fix", "lab"]])
+def test_options_not_built_yet_fail_clearly(tmp_path, flag):
+    src = make_video(tmp_path / "in.mp4", frames=2, size=(32, 32))
+    r = subprocess.run([sys.executable, "-m", "vsrkit", "upscale", str(src), "--model",
+                        "flashvsr-v1.1", "--device", "cpu", *flag],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("vsrkit: error:"), r.stderr

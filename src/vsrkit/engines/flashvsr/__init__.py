@@ -20,6 +20,8 @@ from ...errors import WeightsError
 from ...noise import latent_noise
 from ...plan import output_size
 from ...tiling import pad_to_multiple
+from ...ops.color import METHODS as COLOR_METHODS
+from ...ops.color import color_fix
 from ..base import Engine, EnginePlan, EngineSession
 from ..classical import resample_matrix
 from .dit import DiTConfig, WanDiT, local_mask, pick_attention
@@ -32,13 +34,6 @@ PROMPT_URL = ("https://raw.githubusercontent.com/OpenImagingLab/FlashVSR/main/ex
               "prompt_tensor/posi_prompt.pth")
 FILES = ("diffusion_pytorch_model_streaming_dmd.safetensors", "LQ_proj_in.ckpt", "TCDecoder.ckpt")
 FIRST_STEP_IN, FIRST_STEP_OUT, STEP = 25, 21, 8
-
-
-def adain(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Per frame and channel: out's mean/std replaced by ref's (biased var + 1e-5), clamped."""
-    mo, vo = out.mean((-2, -1), keepdim=True), out.var((-2, -1), keepdim=True, unbiased=False)
-    mr, vr = ref.mean((-2, -1), keepdim=True), ref.var((-2, -1), keepdim=True, unbiased=False)
-    return ((out - mo) / torch.sqrt(vo + 1e-5) * torch.sqrt(vr + 1e-5) + mr).clamp(-1, 1)
 
 
 def upsample_pil_u8(frames: torch.Tensor, mh: torch.Tensor, mw: torch.Tensor) -> torch.Tensor:
@@ -70,6 +65,17 @@ class FlashVSREngine(Engine):
         return [hub.WeightFile(f, repo) for f in FILES] + [hub.WeightFile("posi_prompt.pth", url=PROMPT_URL)]
 
     def plan(self, spec, opts) -> EnginePlan:
+        # options this engine does not implement yet fail here, never silently
+        from ...errors import UsageError
+
+        for flag, unsupported in (("--fit crop", opts.fit == "crop"),
+                                  ("--tile-size", opts.tile_size is not None),
+                                  ("--tiled-vae", opts.tiled_vae), ("--unload-dit", opts.unload_dit)):
+            if unsupported:
+                raise UsageError(f"{flag} is not available for FlashVSR yet")
+        fix = "adain" if opts.color_fix == "auto" else opts.color_fix
+        if fix not in COLOR_METHODS:
+            raise UsageError(f"--color-fix {fix}: FlashVSR offers {', '.join(COLOR_METHODS)}")
         # weights are checked here, before any heavy work: a missing file is one clear line
         hub.resolve(self.weight_files(), model_id=self.name, weights_dir=self.weights_dir)
         size = output_size(spec.height, spec.width, opts, self.native_scale)
@@ -232,14 +238,8 @@ class FlashVSRSession(EngineSession):
         return frames
 
     def _color(self, frames, ref):
+        """Statistics from the real picture only: the padding would bias them."""
         h, w = self.h4, self.w4
-        if self.color_fix == "adain":
-            fixed = adain(frames[..., :h, :w].float(), ref[..., :h, :w].float())
-            frames = frames.clone()
-            frames[..., :h, :w] = fixed.to(frames.dtype)
-            return frames
-        from ...ops.color import color_fix  # the shared implementation (wavelet, lab, ...)
-
         out = frames.clone()
         out[..., :h, :w] = color_fix(frames[..., :h, :w], ref[..., :h, :w], self.color_fix).to(frames.dtype)
         return out
