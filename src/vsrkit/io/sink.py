@@ -26,6 +26,8 @@ from ..errors import OutputError
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole config to stderr otherwise
 from ..frames import FrameInfo, StreamSpec
 from ..options import Options
+from .colortags import SWSCALE_MATRICES, code_of
+from .source import _frame_step
 
 # codec option -> (encoder, 8-bit pix_fmt, deep pix_fmt, CRF range)
 CODECS = {
@@ -207,14 +209,7 @@ class VideoSink(Sink):
         enc, pix8, pix_deep, crf_max = CODECS[self.codec]
         h, w = out_size
         pix = opts.pix_fmt or (pix_deep if spec.bit_depth > 8 else pix8)
-        if (h % 2 or w % 2) and pix.startswith("yuv420"):
-            if self.codec in ("h264", "hevc"):
-                pix = pix.replace("yuv420", "yuv444")
-                notice(f"odd output size {w}x{h}: encoding {self.codec} as {pix} (4:2:0 needs "
-                       "even sizes); nothing is cropped")
-            else:
-                raise OutputError(f"{self.codec} needs an even output size for {pix}; "
-                                  f"{w}x{h} given (use --width/--height or --codec hevc/ffv1)")
+        pix = _odd_size_pix_fmt(self.codec, pix, w, h, notice)
         self.pix = pix
         self.bits = 16 if av.VideoFormat(pix).components[0].bits > 8 else 8
         # NUT keeps any time base exactly (MKV would round timestamps to milliseconds)
@@ -245,21 +240,23 @@ class VideoSink(Sink):
         vs.time_base = spec.time_base
         vs.codec_context.time_base = spec.time_base
         self.yuv = pix.startswith(("yuv", "nv"))
+        # tags as the input has them; unspecified YUV is written (and converted) as BT.709
+        # limited range, so the file says how its samples were made
         c = spec.color
-        self.matrix = c.matrix if c.matrix not in (None, 2) else 1  # unspecified -> BT.709
-        self.crange = c.range if c.range in (1, 2) else 1  # unspecified -> limited (tv)
+        self.matrix = code_of("matrix", c.matrix) or 1
+        if self.yuv and self.matrix not in SWSCALE_MATRICES:
+            notice(f"color matrix {c.matrix} cannot be converted to; writing bt709")
+            self.matrix = 1
+        self.crange = code_of("range", c.range) or 1
         cc = vs.codec_context
         if self.yuv:
             cc.colorspace = self.matrix
             cc.color_range = self.crange
-        if c.primaries not in (None, 2):
-            cc.color_primaries = c.primaries
-        elif self.yuv:
-            cc.color_primaries = 1
-        if c.transfer not in (None, 2):
-            cc.color_trc = c.transfer
-        elif self.yuv:
-            cc.color_trc = 1
+        primaries, transfer = code_of("primaries", c.primaries), code_of("transfer", c.transfer)
+        if primaries or self.yuv:
+            cc.color_primaries = primaries or 1
+        if transfer or self.yuv:
+            cc.color_trc = transfer or 1
         if spec.sample_aspect_ratio:
             cc.sample_aspect_ratio = spec.sample_aspect_ratio
         if spec.rotation:
@@ -347,8 +344,17 @@ class VideoSink(Sink):
         return self._remux(partial_path(self.path), self._end_seconds(partial=True))
 
 
-def _frame_step(spec: StreamSpec) -> int:
-    return max(1, int(round(1 / (spec.frame_rate * spec.time_base)))) if spec.frame_rate else 1
+def _odd_size_pix_fmt(codec: str, pix: str, w: int, h: int,
+                      notice: Callable[[str], None]) -> str:
+    """x264/x265 refuse subsampled chroma on odd sizes: there the output is 4:4:4 (same depth),
+    never cropped. SVT-AV1 and ProRes code odd sizes exactly; FFV1 here is RGB."""
+    odd = (w % 2 and pix.startswith(("yuv420", "yuv422"))) or (h % 2 and pix.startswith("yuv420"))
+    if codec in ("h264", "hevc") and odd:
+        full = "yuv444" + pix[6:]
+        notice(f"odd output size {w}x{h}: encoding {codec} as {full} ({pix} needs even sizes); "
+               "nothing is cropped")
+        return full
+    return pix
 
 
 def _quality_to_crf(q: int, codec: str) -> int:

@@ -8,12 +8,16 @@ glob of PNG/JPEG/TIFF, natural sort) are a source too, at ``--fps`` (default 30)
 
 from __future__ import annotations
 
+import dataclasses
 import glob
+import heapq
+import itertools
 import os
 import re
+import sys
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import av
 import numpy as np
@@ -22,6 +26,7 @@ import torch
 from ..errors import InputError
 from ..frames import ColorTags, FrameInfo, StreamSpec
 from ..options import Options, parse_frame_range, parse_rate, parse_time
+from .colortags import tags_of
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 VIDEO_EXTS = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mts", ".m2ts", ".mxf",
@@ -127,117 +132,241 @@ class _Range:
 
 
 class VideoSource(Source):
-    def __init__(self, path: Path, opts: Options):
+    """A media file's first video stream, decoded lazily packet by packet.
+
+    Packets are matched to the frames the decoder gives back by their timestamps, so a frame
+    the decoder could not make is noticed where it belongs: an InputError naming the frame and
+    its time, or, with ``--ignore-errors``, the last good frame repeated at its timestamp (the
+    output keeps the input's frame count and timing). A stream that ends well before the
+    duration its header states (a truncated file) is reported the same way."""
+
+    def __init__(self, path: Path, opts: Options, notice: Callable[[str], None] | None = None):
         self.path = path
         self.opts = opts
+        self.notice = notice or _warn
         try:
             self.container = av.open(str(path))
         except FileNotFoundError:
             raise InputError(f"{path}: no such file") from None
-        except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError) as e:
-            raise InputError(f"{path}: not a media file PyAV/FFmpeg can read ({e})") from None
+        except (av.error.FFmpegError, UnicodeDecodeError) as e:
+            raise InputError(f"{path}: not a media file PyAV/FFmpeg can read ({_why(e)})") from None
         if not self.container.streams.video:
             self.container.close()
             raise InputError(f"{path}: no video stream")
         self.stream = vs = self.container.streams.video[0]
         vs.thread_type = "AUTO"
         cc = vs.codec_context
-        rate = vs.average_rate or vs.guessed_rate or vs.base_rate
-        if not rate:
-            rate = DEFAULT_IMAGE_FPS
-        pix_fmt = cc.pix_fmt
-        self.depth = _bit_depth(pix_fmt)
-        self.range = _Range(opts)
-        total = vs.frames or None
-        duration = (float(vs.duration * vs.time_base) if vs.duration else
-                    (self.container.duration / 1e6 if self.container.duration else None))
-        rotation = 0
-        self.spec = StreamSpec(
-            width=cc.width, height=cc.height, frame_rate=Fraction(rate),
-            time_base=Fraction(vs.time_base), frames=self.range.count(total),
-            bit_depth=self.depth, pix_fmt=pix_fmt, codec=cc.name,
-            color=ColorTags(primaries=_i(cc.color_primaries), transfer=_i(cc.color_trc),
-                            matrix=_i(cc.colorspace), range=_i(cc.color_range)),
-            rotation=rotation,
-            sample_aspect_ratio=Fraction(vs.sample_aspect_ratio) if vs.sample_aspect_ratio else None,
-            duration=duration)
         if cc.width <= 0 or cc.height <= 0:
             self.container.close()
             raise InputError(f"{path}: video stream has no size (corrupt header)")
-        self._peek_rotation()
+        rate = Fraction(vs.average_rate or vs.guessed_rate or vs.base_rate or DEFAULT_IMAGE_FPS)
+        tb = Fraction(vs.time_base)
+        self.depth = _bit_depth(cc.pix_fmt)
+        self.range = _Range(opts)
+        self.stated_duration = _stated_duration(vs)
+        duration = self.stated_duration or (
+            self.container.duration / 1e6 if self.container.duration else None)
+        self.spec = StreamSpec(
+            width=cc.width, height=cc.height, frame_rate=rate, time_base=tb,
+            frames=self.range.count(vs.frames or None), bit_depth=self.depth,
+            pix_fmt=cc.pix_fmt, codec=cc.name, color=tags_of(cc),
+            sample_aspect_ratio=Fraction(vs.sample_aspect_ratio) if vs.sample_aspect_ratio else None,
+            vfr=_timestamps_vary(path, vs.index, rate, tb), duration=duration)
+        self._events = self._decode()
+        self._head = self._peek()
+        # rotation lives in the display matrix, which FFmpeg hands over on decoded frames
+        first = self._head[-1][1]
+        self.spec = dataclasses.replace(self.spec, rotation=int(round(first.rotation or 0)))
 
-    def _peek_rotation(self) -> None:
-        """Rotation lives in the display matrix (stream side data, or the first frame's)."""
-        import dataclasses
+    def _peek(self) -> list[tuple]:
+        """Events up to the first decoded frame (kept and yielded first, not decoded twice)."""
+        head = []
+        for ev in self._events:
+            head.append(ev)
+            if ev[0] == "frame":
+                return head
+        self.container.close()
+        bad = [ev for ev in head if ev[0] != "frame"]
+        if bad:
+            raise InputError(f"{self.path}: no frame could be decoded ({bad[0][2]})")
+        raise InputError(f"{self.path}: zero frames")
 
-        self._gen = self.container.decode(self.stream)
-        try:
-            first = next(self._gen)
-        except StopIteration:
-            self.container.close()
-            raise InputError(f"{self.path}: zero frames") from None
-        except av.error.FFmpegError as e:
-            self.container.close()
-            raise InputError(f"{self.path}: cannot decode the first frame ({e})") from None
-        rot = int(round(getattr(first, "rotation", 0) or 0))
-        self.spec = dataclasses.replace(self.spec, rotation=rot)
-        self._first = first  # kept and yielded first, not decoded twice
+    def _decode(self) -> Iterator[tuple]:
+        """("frame", VideoFrame) in presentation order; ("lost", pts, why) for a packet whose
+        frame did not come out after a decode error, at its place in presentation order;
+        ("broken", None, why) at the end when the demuxer gave up before the end."""
+        vs = self.stream
+        sent: list[int] = []  # heap: pts of packets given to the decoder, not yet seen as frames
+        error: str | None = None  # a decode error since the last frame came out
+        broken: str | None = None
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, FrameInfo]]:
-        fmt = "rgb48le" if self.depth > 8 else "rgb24"
-        tb = Fraction(self.stream.time_base)
-        index = out_index = 0
-        last: np.ndarray | None = None
-        frames = self._frames()
+        def out(frames):
+            nonlocal error, sent
+            for f in frames:
+                if f.pts is None:
+                    sent = []  # the decoder does not carry timestamps: nothing to match
+                else:
+                    while sent and sent[0] < f.pts:
+                        pts = heapq.heappop(sent)
+                        # unmatched without an error: e.g. the second field of a field pair
+                        if error is not None:
+                            yield ("lost", pts, error)
+                    if sent and sent[0] == f.pts:
+                        heapq.heappop(sent)
+                error = None
+                yield ("frame", f)
+
+        packets = self.container.demux(vs)
+        flushed = False
         while True:
             try:
-                frame = next(frames)
+                packet = next(packets)
             except StopIteration:
                 break
             except av.error.FFmpegError as e:
-                where = f"frame {index} (~{index / float(self.spec.frame_rate):.2f} s)"
-                if not self.opts.ignore_errors or last is None:
-                    raise InputError(f"{self.path}: corrupt stream at {where}: {e}; "
-                                     "--ignore-errors conceals it and goes on") from None
-                continue
-            seconds = float(frame.pts * tb) if frame.pts is not None else None
+                broken = _why(e)
+                break
+            if packet.size == 0:
+                flushed = True  # the demuxer's empty packet at the end flushes the decoder
+            elif packet.pts is not None:
+                heapq.heappush(sent, packet.pts)
+            try:
+                frames = vs.decode(packet)
+            except av.error.EOFError:
+                frames = []
+            except av.error.FFmpegError as e:
+                error, frames = _why(e), []
+            yield from out(frames)
+        if not flushed:
+            try:
+                frames = vs.decode(None)
+            except av.error.FFmpegError:
+                frames = []
+            yield from out(frames)
+        if error is not None:
+            for pts in sorted(sent):
+                yield ("lost", pts, error)
+        if broken is not None:
+            yield ("broken", None, broken)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, FrameInfo]]:
+        fmt = "rgb48le" if self.depth > 8 else "rgb24"
+        tb = self.spec.time_base
+        step = _frame_step(self.spec)
+        # the last good VideoFrame, repeated in place of a lost one (frames lost before the
+        # first decoded one take that one)
+        good = self._head[-1][1] if self._head else None
+        events, self._head = itertools.chain(self._head, self._events), []
+        index = out_index = 0  # position in the input / in what is yielded
+        end = None  # end of the last frame, in time_base units
+        warned = False
+        for kind, *ev in events:
+            if kind == "broken":
+                self._bad(f"the stream breaks off after frame {index} ({_at(end, tb)})", ev[1])
+                break
+            if kind == "frame":
+                frame, pts, dur = ev[0], ev[0].pts, ev[0].duration or None
+                why = "the decoder flagged it corrupt" if frame.is_corrupt else None
+                if why is None or good is None:
+                    good = frame  # a flagged first frame is still the best picture there is
+            else:
+                frame, pts, dur, why = good, ev[0], None, ev[1]
+            if why is not None:
+                self._bad(f"corrupt stream at frame {index} ({_at(pts, tb)})", why, warned)
+                warned, frame = True, good
+            seconds = float(pts * tb) if pts is not None else None
             keep = self.range.keep(index, seconds)
             index += 1
             if keep is None:
                 break
+            if pts is not None:
+                end = max(end or pts, pts + (dur or step))
             if not keep:
                 continue
+            if frame is None:  # a lost frame before any decoded one: the peek prevents this
+                continue
             arr = frame.to_ndarray(format=fmt)
-            last = arr
-            yield (torch.from_numpy(arr), FrameInfo(out_index, frame.pts, tb,
-                                                    frame.duration if frame.duration else None))
+            yield torch.from_numpy(arr), FrameInfo(out_index, pts, tb, dur)
             out_index += 1
+        else:
+            self._check_complete(index, end)
         if out_index == 0:
             raise InputError(f"{self.path}: zero frames in the selected range")
 
-    def _frames(self):
-        yield self._first
-        gen = self._gen  # the generator that decoded the first frame: the decoder is mid-stream
-        while True:
-            try:
-                yield from gen
-                return
-            except av.error.FFmpegError as e:
-                if not self.opts.ignore_errors:
-                    raise
-                print(f"vsrkit: warning: {self.path}: {e}; concealed (--ignore-errors)")
-                gen = self.container.decode(self.stream)
+    def _check_complete(self, index: int, end: int | None) -> None:
+        """A stream that stops well short of its header's duration was cut (truncated file)."""
+        stated = self.stated_duration
+        if stated is None or end is None:
+            return
+        got = float(end * self.spec.time_base)  # absolute end: never above a complete stream's
+        slack = max(TRUNCATION_SLACK_S, 3 / float(self.spec.frame_rate))
+        if got < stated - slack:
+            self._bad(f"the stream ends after frame {index - 1} ({got:.3f} s) but its header "
+                      f"says {stated:.3f} s", "truncated or corrupt")
+
+    def _bad(self, where: str, why: str, warned: bool = False) -> None:
+        """Raise, or with --ignore-errors say it once and let the caller conceal."""
+        if not self.opts.ignore_errors:
+            raise InputError(f"{self.path}: {where}: {why}; --ignore-errors conceals it and "
+                             "goes on")
+        if not warned:
+            self.notice(f"{self.path}: {where}: {why}; concealed (--ignore-errors: the last "
+                        "good frame is repeated; later problems are concealed silently)")
 
     def close(self) -> None:
         self.container.close()
 
 
-def _i(v) -> int | None:
+# how far short of its header's duration a stream may end before it counts as truncated
+TRUNCATION_SLACK_S = 0.5
+# packets read at open to tell constant from variable frame rate
+VFR_SAMPLE_PACKETS = 120
+
+
+def _warn(message: str) -> None:
+    print(f"vsrkit: warning: {message}", file=sys.stderr)
+
+
+def _why(e: Exception) -> str:
+    return getattr(e, "strerror", None) or str(e)
+
+
+def _at(pts: int | None, tb: Fraction) -> str:
+    return "time unknown" if pts is None else f"{float(pts * tb):.3f} s"
+
+
+def _frame_step(spec: StreamSpec) -> int:
+    """One frame's duration in time_base units (at least 1)."""
+    return max(1, int(round(1 / (spec.frame_rate * spec.time_base))))
+
+
+def _stated_duration(vs) -> float | None:
+    """The video stream's duration as its header states it (MP4/MOV: the stream's; MKV: the
+    DURATION tag FFmpeg's muxer writes per track), seconds."""
+    if vs.duration and vs.time_base:
+        return float(vs.duration * vs.time_base)
+    tag = vs.metadata.get("DURATION") or vs.metadata.get("duration")
+    if tag:
+        try:
+            return parse_time(tag)
+        except ValueError:
+            return None
+    return None
+
+
+def _timestamps_vary(path: Path, index: int, rate: Fraction, tb: Fraction) -> bool:
+    """True when the first packets' timestamps do not step by one frame (give or take the
+    time base's rounding): a variable-frame-rate stream."""
     try:
-        v = int(v)
-    except (TypeError, ValueError):
-        return None
-    return v
+        with av.open(str(path)) as c:
+            packets = c.demux(c.streams[index])
+            pts = sorted(p.pts for p in itertools.islice(packets, VFR_SAMPLE_PACKETS)
+                         if p.pts is not None and p.size)
+    except av.error.FFmpegError:
+        return False
+    nominal = 1 / (rate * tb)  # ticks per frame
+    tolerance = max(Fraction(3, 2), nominal / 50)
+    return any(abs((b - a) - nominal) > tolerance for a, b in zip(pts, pts[1:]))
 
 
 class ImageSequenceSource(Source):
@@ -297,13 +426,17 @@ class ImageSequenceSource(Source):
             yield torch.from_numpy(np.ascontiguousarray(arr)), FrameInfo(i, i, tb, 1)
 
 
-def open_source(path: str | os.PathLike, opts: Options) -> Source:
+def open_source(path: str | os.PathLike, opts: Options,
+                notice: Callable[[str], None] | None = None) -> Source:
+    """A video file, or an image sequence (a folder of images or a glob). ``notice`` gets the
+    one warning ``--ignore-errors`` gives (default: stderr)."""
     p = Path(path)
     if is_image_sequence(p):
         return ImageSequenceSource(p, opts)
     if not p.exists():
         raise InputError(f"{p}: no such file")
     if p.is_dir():
-        raise InputError(f"{p}: a folder without images (a folder of videos is a batch: "
-                         "give -o an output folder)")
-    return VideoSource(p, opts)
+        what = "videos, not an image sequence" if list_videos(p) else "no images"
+        raise InputError(f"{p}: a folder with {what} (a folder of videos is a batch: give -o "
+                         "an output folder)")
+    return VideoSource(p, opts, notice)
