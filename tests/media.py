@@ -61,6 +61,10 @@ def make_video(path, *, frames: int = 24, size: tuple[int, int] = (64, 48),
         for i in range(frames):
             fr = av.VideoFrame.from_ndarray(gradient(i, w, h, bits),
                                             "rgb48le" if bits > 8 else "rgb24")
+            if color and pix_fmt.startswith("yuv"):
+                # convert with the tagged matrix and range, so the tags describe the samples
+                fr = fr.reformat(format=pix_fmt, dst_colorspace=color.get("colorspace", 5),
+                                 dst_color_range=color.get("color_range", 1))
             if vfr:
                 fr.pts = pts
                 fr.time_base = Fraction(1, 90000)
@@ -157,6 +161,18 @@ def truncate(path, fraction: float = 0.6) -> Path:
     path = Path(path)
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * fraction)])
+    return path
+
+
+def corrupt(path, at: float = 0.5, length: int = 200) -> Path:
+    """Flip ``length`` bytes from ``at`` (fraction of the file) on: a stream damaged mid-way
+    (the container's index stays readable)."""
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    start = int(len(data) * at)
+    for i in range(start, min(start + length, len(data))):
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
     return path
 
 
