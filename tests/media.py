@@ -26,7 +26,8 @@ def make_video(path, *, frames: int = 24, size: tuple[int, int] = (64, 48),
                rate: Fraction | int = Fraction(30), codec: str = "libx264",
                pix_fmt: str = "yuv420p", audio: str | None = None, subtitles: bool = False,
                vfr: bool = False, rotation: int = 0, color: dict | None = None,
-               chapters: bool = False, metadata: dict | None = None) -> Path:
+               chapters: bool = False, metadata: dict | None = None,
+               sar: Fraction | None = None) -> Path:
     """Write a clip. ``audio``: None, 'aac', 'pcm_s16le', 'flac', 'opus'. ``vfr``: timestamps
     with irregular steps (in a 1/90000 time base). ``color``: codec-context color ints, e.g.
     ``dict(color_primaries=9, color_trc=16, colorspace=9, color_range=1)``."""
@@ -45,6 +46,8 @@ def make_video(path, *, frames: int = 24, size: tuple[int, int] = (64, 48),
             v.codec_context.time_base = Fraction(1, 90000)
         for k, val in (color or {}).items():
             setattr(v.codec_context, k, val)
+        if sar:
+            v.codec_context.sample_aspect_ratio = Fraction(sar)
         if rotation:
             v.set_display_rotation(rotation)
         a = None
@@ -56,6 +59,7 @@ def make_video(path, *, frames: int = 24, size: tuple[int, int] = (64, 48),
             s = c.add_stream_from_template(srt.streams.subtitles[0])
         if metadata:
             c.metadata.update(metadata)
+        c.start_encoding()  # so that frames=0 still writes a (frameless) file
         duration = Fraction(frames) / rate
         pts = 0
         for i in range(frames):
@@ -142,11 +146,13 @@ def make_image_sequence(folder, frames: int = 5, size: tuple[int, int] = (40, 30
         arr = gradient(i, w, h, bit_depth)
         name = folder / f"{names.format(i + 1)}.{ext}"
         if bit_depth > 8:
-            # PIL writes 16-bit RGB PNGs poorly; PyAV's png encoder writes rgb48be
-            fr = av.VideoFrame.from_ndarray(arr, "rgb48le").reformat(format="rgb48be")
+            # PIL writes 16-bit RGB poorly; PyAV's encoders write rgb48 PNG and TIFF
+            codec = "tiff" if ext in ("tif", "tiff") else "png"
+            pix = "rgb48le" if codec == "tiff" else "rgb48be"
+            fr = av.VideoFrame.from_ndarray(arr, "rgb48le").reformat(format=pix)
             with av.open(str(name), "w", format="image2") as c:
-                st = c.add_stream("png", rate=1)
-                st.width, st.height, st.pix_fmt = w, h, "rgb48be"
+                st = c.add_stream(codec, rate=1)
+                st.width, st.height, st.pix_fmt = w, h, pix
                 for p in st.encode(fr):
                     c.mux(p)
                 for p in st.encode():
@@ -154,6 +160,38 @@ def make_image_sequence(folder, frames: int = 5, size: tuple[int, int] = (40, 30
         else:
             Image.fromarray(arr).save(name)
     return folder
+
+
+def make_audio(path, seconds: float = 0.5, codec: str = "aac") -> Path:
+    """An audio-only file (no video stream)."""
+    path = Path(path)
+    with av.open(str(path), "w") as c:
+        a = c.add_stream(codec, rate=48000, layout="mono")
+        n = int(seconds * 48000)
+        data = (0.2 * np.sin(np.arange(n) * 2 * np.pi * 440 / 48000)).astype(np.float32)[None]
+        fr = av.AudioFrame.from_ndarray(data, "fltp", "mono")
+        fr.sample_rate, fr.pts = 48000, 0
+        for p in a.encode(fr):
+            c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    return path
+
+
+def make_frameless_video(path) -> Path:
+    """An MKV whose video stream has no frames (its audio keeps the file valid)."""
+    path = Path(path)
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=30)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a = c.add_stream("aac", rate=48000, layout="mono")
+        fr = av.AudioFrame.from_ndarray(np.zeros((1, 4096), np.float32), "fltp", "mono")
+        fr.sample_rate, fr.pts = 48000, 0
+        for p in a.encode(fr):
+            c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    return path
 
 
 def truncate(path, fraction: float = 0.6) -> Path:

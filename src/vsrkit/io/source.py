@@ -262,7 +262,8 @@ class VideoSource(Source):
         warned = False
         for kind, *ev in events:
             if kind == "broken":
-                self._bad(f"the stream breaks off after frame {index} ({_at(end, tb)})", ev[1])
+                self._bad(f"the stream breaks off after frame {index} ({_at(end, tb)})", ev[1],
+                          f"keeping the {index} frames before it")
                 break
             if kind == "frame":
                 frame, pts, dur = ev[0], ev[0].pts, ev[0].duration or None
@@ -272,7 +273,10 @@ class VideoSource(Source):
             else:
                 frame, pts, dur, why = good, ev[0], None, ev[1]
             if why is not None:
-                self._bad(f"corrupt stream at frame {index} ({_at(pts, tb)})", why, warned)
+                if not warned:
+                    self._bad(f"corrupt stream at frame {index} ({_at(pts, tb)})", why,
+                              "the last good frame is repeated in its place (later corrupt "
+                              "frames too, without more warnings)")
                 warned, frame = True, good
             seconds = float(pts * tb) if pts is not None else None
             keep = self.range.keep(index, seconds)
@@ -302,16 +306,15 @@ class VideoSource(Source):
         slack = max(TRUNCATION_SLACK_S, 3 / float(self.spec.frame_rate))
         if got < stated - slack:
             self._bad(f"the stream ends after frame {index - 1} ({got:.3f} s) but its header "
-                      f"says {stated:.3f} s", "truncated or corrupt")
+                      f"says {stated:.3f} s", "truncated or corrupt",
+                      f"keeping the {index} frames there are")
 
-    def _bad(self, where: str, why: str, warned: bool = False) -> None:
-        """Raise, or with --ignore-errors say it once and let the caller conceal."""
+    def _bad(self, where: str, why: str, conceal: str) -> None:
+        """Raise, or with --ignore-errors say what is done instead (the caller does it)."""
         if not self.opts.ignore_errors:
             raise InputError(f"{self.path}: {where}: {why}; --ignore-errors conceals it and "
                              "goes on")
-        if not warned:
-            self.notice(f"{self.path}: {where}: {why}; concealed (--ignore-errors: the last "
-                        "good frame is repeated; later problems are concealed silently)")
+        self.notice(f"{self.path}: {where}: {why}; --ignore-errors: {conceal}")
 
     def close(self) -> None:
         self.container.close()
