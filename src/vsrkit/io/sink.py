@@ -21,7 +21,7 @@ import av
 import numpy as np
 import torch
 
-from ..errors import OutputError
+from ..errors import OutputError, UsageError
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole config to stderr otherwise
 from ..frames import FrameInfo, StreamSpec
@@ -87,8 +87,10 @@ def _holds_all(input: Path, ext: str) -> bool:
         with av.open(str(Path(d) / f"probe{ext}"), "w") as dummy:
             supported = dummy.supported_codecs
     with av.open(str(input)) as c:
+        chapters = c.chapters()
         return all(s.codec_context is not None and s.codec_context.name in supported
-                   for s in c.streams if s.type in ("audio", "subtitle", "data"))
+                   for s in c.streams if s.type in ("audio", "subtitle", "data")
+                   and not _chapter_track(s, chapters))
 
 
 def partial_path(output: Path) -> Path:
@@ -119,6 +121,23 @@ def check_output(input: Path, output: Path, opts: Options) -> None:
     elif opts.codec not in ("auto", "png"):
         raise OutputError(f"{output}: a folder output holds PNG frames; --codec {opts.codec} "
                           "needs a file name with an extension")
+    if opts.pix_fmt and not is_png_output(output, opts):
+        _check_pix_fmt(opts.codec if opts.codec != "auto" else None, opts.pix_fmt)
+
+
+def _check_pix_fmt(codec: str | None, pix_fmt: str) -> None:
+    """--pix-fmt must exist and, when the codec is known, be one its encoder takes."""
+    try:
+        av.VideoFormat(pix_fmt)
+    except (ValueError, av.error.FFmpegError):
+        raise UsageError(f"--pix-fmt {pix_fmt!r}: no such pixel format (e.g. yuv420p, "
+                         "yuv420p10le, yuv444p)") from None
+    if codec is None:
+        return
+    takes = [f.name for f in av.codec.Codec(CODECS[codec][0], "w").video_formats or []]
+    if takes and pix_fmt not in takes:
+        raise UsageError(f"--pix-fmt {pix_fmt}: {CODECS[codec][0]} takes "
+                         f"{', '.join(takes[:12])}")
 
 
 def quantize(frames: torch.Tensor, bits: int) -> np.ndarray:
@@ -208,6 +227,8 @@ class VideoSink(Sink):
         self.codec = choose_codec(output, spec, opts)
         enc, pix8, pix_deep, crf_max = CODECS[self.codec]
         h, w = out_size
+        if opts.pix_fmt:
+            _check_pix_fmt(self.codec, opts.pix_fmt)
         pix = opts.pix_fmt or (pix_deep if spec.bit_depth > 8 else pix8)
         pix = _odd_size_pix_fmt(self.codec, pix, w, h, notice)
         self.pix = pix
@@ -377,11 +398,16 @@ def _remux(video: Path, source, dest: Path, opts: Options, notice: Callable[[str
         opened.append(c)
         return c
 
-    out = av.open(str(dest), "w")
+    container_options = {}
+    if dest.suffix.lower() in (".mp4", ".m4v", ".mov"):
+        # the edit list that shifts a trimmed start is in the movie time scale (default 1 ms):
+        # in the video's own, the first frame keeps its exact time
+        container_options["movie_timescale"] = str(source.spec.time_base.denominator)
+    out = av.open(str(dest), "w", options=container_options)
     try:
         vin = open_(video)
         vs = vin.streams.video[0]
-        ov = _video_template(out, vs)
+        ov = _video_template(out, vs, None if source.spec.vfr else source.spec.frame_rate)
         ov.time_base = vs.time_base  # the muxer may still round it (MKV: 1 ms)
         if not source.spec.vfr and source.spec.frame_rate:
             # the muxer takes the stream's rate (MKV's default duration) from the codec
@@ -398,6 +424,7 @@ def _remux(video: Path, source, dest: Path, opts: Options, notice: Callable[[str
             src = open_(source.path)
             supported = out.supported_codecs
             ext = dest.suffix.lower()
+            chapters = src.chapters()
             copy = []
             for s in src.streams:
                 kind = s.type
@@ -406,6 +433,8 @@ def _remux(video: Path, source, dest: Path, opts: Options, notice: Callable[[str
                 if (kind == "audio" and opts.no_audio) or (kind == "subtitle" and opts.no_subtitles) \
                         or (kind not in ("audio", "subtitle") and opts.no_data):
                     continue
+                if _chapter_track(s, chapters):
+                    continue  # QuickTime's chapter text track: the chapters are copied as such
                 name = s.codec_context.name if s.codec_context is not None else None
                 if name and name in supported and not _unportable(name, ext):
                     try:
@@ -426,12 +455,14 @@ def _remux(video: Path, source, dest: Path, opts: Options, notice: Callable[[str
             if copy:
                 gens.append(_packets(src, copy, "s"))
             out.metadata.update(src.metadata)
-            chapters = src.chapters()
             if chapters:
                 out.set_chapters(chapters)
         for t, tag, p in heapq.merge(*gens, key=lambda x: x[0]):
-            if tag == "s" and ((end_seconds is not None and t >= end_seconds - 1e-6)
-                               or (start_seconds is not None and t < start_seconds - 1e-6)):
+            # copied packets are cut to the video's range; one straddling the start stays,
+            # so the other streams cover the first frame
+            if tag == "s" and ((end_seconds is not None and t >= end_seconds - 1e-6) or (
+                    start_seconds is not None
+                    and t + float((p.duration or 0) * p.time_base) <= start_seconds + 1e-6)):
                 continue
             if tag == "v" and video_shift:
                 ticks = int(round(video_shift / p.time_base))
@@ -446,7 +477,7 @@ def _remux(video: Path, source, dest: Path, opts: Options, notice: Callable[[str
             c.close()
 
 
-def _video_template(out, vs):
+def _video_template(out, vs, rate: Fraction | None):
     """A copy stream for our encoded video. PyAV's template copy looks the codec up by the
     decoder's name, which fails where FFmpeg decodes with a library (AV1: libdav1d); a bare mux
     stream of the codec's id name works there (AV1 carries its color tags in the bitstream)."""
@@ -455,7 +486,13 @@ def _video_template(out, vs):
     except ValueError:
         cc = vs.codec_context
         name = {"libdav1d": "av1", "libaom-av1": "av1"}.get(cc.name, cc.name)
-        return out.add_mux_stream(name, width=cc.width, height=cc.height, time_base=vs.time_base)
+        return out.add_mux_stream(name, rate=rate, width=cc.width, height=cc.height,
+                                  time_base=vs.time_base)
+
+
+def _chapter_track(s, chapters) -> bool:
+    """MP4/MOV keep chapters in a text track that FFmpeg shows as a data stream of no codec."""
+    return bool(chapters) and s.type == "data" and s.codec_context is None
 
 
 def _unportable(codec: str, ext: str) -> bool:
