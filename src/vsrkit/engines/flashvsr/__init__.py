@@ -36,13 +36,27 @@ FILES = ("diffusion_pytorch_model_streaming_dmd.safetensors", "LQ_proj_in.ckpt",
 FIRST_STEP_IN, FIRST_STEP_OUT, STEP = 25, 21, 8
 
 
+PIL_BITS = 22  # PIL's fixed-point precision for 8-bit resampling (32 - 8 - 2)
+
+
+def pil_fixed_weights(m: torch.Tensor) -> torch.Tensor:
+    """PIL's float weights -> its integer coefficients (rounded half away from zero), kept
+    in float64: every product and sum below stays an exact integer (< 2^53)."""
+    return torch.sign(m) * torch.floor(m.abs() * (1 << PIL_BITS) + 0.5)
+
+
 def upsample_pil_u8(frames: torch.Tensor, mh: torch.Tensor, mw: torch.Tensor) -> torch.Tensor:
-    """(T, H, W, 3) uint8/uint16 -> (T, 3, 4H, 4W) float in [-1, 1]: PIL's bicubic (a=-0.5)
-    on 8-bit values, rounded and clamped to 8 bits as PIL does."""
-    peak = 65535.0 if frames.dtype == torch.uint16 else 255.0
-    x = frames.permute(0, 3, 1, 2).double() * (255.0 / peak)
-    y = torch.round(mh @ x @ mw).clamp(0, 255)
-    return (y / 255.0 * 2 - 1).float()
+    """(T, H, W, 3) uint8/uint16 -> (T, 3, 4H, 4W) float in [-1, 1], bit-exact with PIL's
+    ``Image.resize(BICUBIC)`` on 8-bit frames: integer weights (``pil_fixed_weights``), the
+    horizontal pass first, and each pass rounded and clamped to 8 bits. ``mh`` (4H, H) and
+    ``mw`` (W, 4W) are the fixed-point weights."""
+    x = frames.permute(0, 3, 1, 2).double()
+    if frames.dtype == torch.uint16:  # PIL sees 8-bit frames
+        x = torch.round(x / 257.0)
+    half = float(1 << (PIL_BITS - 1))
+    x = torch.floor((x @ mw + half) / (1 << PIL_BITS)).clamp(0, 255)  # horizontal pass
+    x = torch.floor((mh @ x + half) / (1 << PIL_BITS)).clamp(0, 255)  # vertical pass
+    return x.float() / 255.0 * 2.0 - 1.0  # in float32, as the official script
 
 
 class FlashVSREngine(Engine):
@@ -162,9 +176,9 @@ class FlashVSRSession(EngineSession):
         self.h4, self.w4 = self.H * 4, self.W * 4
         self.seed = d["seed"]
         self.color_fix = d["color_fix"]
-        # float64 keeps PIL's rounding exact; on the GPU the upsample costs next to nothing
-        self.mh = resample_matrix(self.H, self.h4, "bicubic").to(device)  # (4H, H) float64
-        self.mw = resample_matrix(self.W, self.w4, "bicubic").T.to(device)
+        # PIL's integer weights, exact in float64; on the GPU the upsample costs next to nothing
+        self.mh = pil_fixed_weights(resample_matrix(self.H, self.h4, "bicubic")).to(device)  # (4H, H)
+        self.mw = pil_fixed_weights(resample_matrix(self.W, self.w4, "bicubic")).T.to(device)
         self.out_resize = None
         if plan.out_size != (self.h4, self.w4):
             self.out_resize = (resample_matrix(self.h4, plan.out_size[0], "lanczos").float().to(device),
