@@ -27,7 +27,8 @@ def make_video(path, *, frames: int = 24, size: tuple[int, int] = (64, 48),
                pix_fmt: str = "yuv420p", audio: str | None = None, subtitles: bool = False,
                vfr: bool = False, rotation: int = 0, color: dict | None = None,
                chapters: bool = False, metadata: dict | None = None,
-               sar: Fraction | None = None) -> Path:
+               sar: Fraction | None = None, stream_tags: dict | None = None,
+               attachment: bool = False) -> Path:
     """Write a clip. ``audio``: None, 'aac', 'pcm_s16le', 'flac', 'opus'. ``vfr``: timestamps
     with irregular steps (in a 1/90000 time base). ``color``: codec-context color ints, e.g.
     ``dict(color_primaries=9, color_trc=16, colorspace=9, color_range=1)``."""
@@ -59,6 +60,13 @@ def make_video(path, *, frames: int = 24, size: tuple[int, int] = (64, 48),
             s = c.add_stream_from_template(srt.streams.subtitles[0])
         if metadata:
             c.metadata.update(metadata)
+        for st in c.streams:  # e.g. {"audio": {"language": "fra", "disposition": "forced"}}
+            tags = dict((stream_tags or {}).get(st.type, {}))
+            if "disposition" in tags:
+                st.disposition = getattr(av.stream.Disposition, tags.pop("disposition"))
+            st.metadata.update(tags)
+        if attachment:  # MKV only: a font, as styled subtitles carry
+            c.add_attachment("font.ttf", "font/ttf", b"not really a font" * 8)
         c.start_encoding()  # so that frames=0 still writes a (frameless) file
         duration = Fraction(frames) / rate
         pts = 0

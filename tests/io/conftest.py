@@ -9,6 +9,8 @@ from tests.media import make_image_sequence, make_video
 
 NTSC = Fraction(30000, 1001)
 HDR10 = dict(color_primaries=9, color_trc=16, colorspace=9, color_range=1)
+STREAM_TAGS = {"audio": {"language": "fra", "title": "French"},
+               "subtitle": {"language": "deu", "disposition": "forced"}}
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +35,9 @@ def vfr(media_dir):
 
 @pytest.fixture(scope="session")
 def subs(media_dir):
-    """MKV: AAC, a SubRip track, two chapters."""
+    """MKV: AAC (French, titled), a SubRip track (German, forced), two chapters, a font."""
     return make_video(media_dir / "subs.mkv", frames=10, audio="aac", subtitles=True,
-                      chapters=True)
+                      chapters=True, stream_tags=STREAM_TAGS, attachment=True)
 
 
 @pytest.fixture(scope="session")

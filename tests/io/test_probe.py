@@ -36,7 +36,9 @@ def test_probe_depth_color_rotation_vfr_subtitles(hevc10, rotated, vfr, subs):
     assert (v["rotation"], v["sar"]) == (90, "4/3")
     assert "rotation 90" in format_probe(probe(rotated))
     assert probe(vfr)["streams"][0]["vfr"] and "(variable)" in format_probe(probe(vfr))
-    assert [s["type"] for s in probe(subs)["streams"]] == ["video", "audio", "subtitle"]
+    streams = probe(subs)["streams"]
+    assert [s["type"] for s in streams] == ["video", "audio", "subtitle", "attachment"]
+    assert (streams[1]["language"], streams[1]["title"]) == ("fra", "French")
 
 
 def test_probe_image_sequence(images16):

@@ -165,14 +165,21 @@ def test_subtitles_audio_chapters_copied_into_mkv(subs, tmp_path):
     assert hashes(out, "audio") == hashes(subs, "audio")
     with av.open(str(out)) as c:
         assert len(c.chapters()) == 2
+        a, s, f = c.streams.audio[0], c.streams.subtitles[0], c.streams[3]
+        assert (a.metadata["language"], a.metadata["title"], s.language) == ("fra", "French", "deu")
+        assert s.disposition == av.stream.Disposition.forced
+        assert (f.type, f.name, f.data) == ("attachment", "font.ttf", b"not really a font" * 8)
 
 
 def test_subtitles_mp4_cannot_hold_are_reported(subs, tmp_path):
     with open_source(subs, Options()) as src:  # the default keeps them: MKV
         assert default_output_path(subs, src, "x2").suffix == ".mkv"
     out, notes = transcode(subs, tmp_path / "o.mp4")
-    assert len(notes) == 1 and "subtitle stream 2 (srt)" in notes[0] and ".mkv" in notes[0]
+    assert len(notes) == 2 and "subtitle stream 2 (srt)" in notes[0] and ".mkv" in notes[0]
+    assert "attachment 3 (font.ttf)" in notes[1]
     assert hashes(out, "audio") == hashes(subs, "audio")
+    with av.open(str(out)) as c:
+        assert c.streams.audio[0].language == "fra"
 
 
 def test_pcm_in_mov(pcm_mov, tmp_path):
@@ -190,7 +197,10 @@ def test_pcm_in_mov(pcm_mov, tmp_path):
 def test_opting_out_of_streams(subs, tmp_path):
     out, _ = transcode(subs, tmp_path / "o.mkv", no_audio=True, no_subtitles=True)
     with av.open(str(out)) as c:
-        assert [s.type for s in c.streams] == ["video"]
+        assert [s.type for s in c.streams] == ["video", "attachment"]
+    out, _ = transcode(subs, tmp_path / "p.mkv", no_data=True)
+    with av.open(str(out)) as c:
+        assert [s.type for s in c.streams] == ["video", "audio", "subtitle"]
 
 
 def test_trimmed_range_cuts_other_streams(h264_aac, tmp_path):

@@ -422,8 +422,11 @@ def _remux(video: Path, source, dest: Path, opts: Options, notice: Callable[[str
         gens = [_packets(vin, [vs], "v", -float(video_shift))]
         if not source.spec.is_image_sequence:
             src = open_(source.path)
+            _copy_tags(src.streams[source.stream.index], ov)
             supported = out.supported_codecs
             ext = dest.suffix.lower()
+            # where what this container can't hold would fit
+            hint = ".mkv" if ext != ".mkv" else source.path.suffix.lower()
             chapters = src.chapters()
             copy = []
             for s in src.streams:
@@ -435,10 +438,18 @@ def _remux(video: Path, source, dest: Path, opts: Options, notice: Callable[[str
                     continue
                 if _chapter_track(s, chapters):
                     continue  # QuickTime's chapter text track: the chapters are copied as such
+                if kind == "attachment":  # fonts of styled subtitles, cover images
+                    if ext == ".mkv":
+                        out.add_attachment(s.name, s.mimetype, bytes(s.data))
+                    else:
+                        notice(f"attachment {s.index} ({s.name}) cannot be stored in {ext} and "
+                               f"was not copied; use {hint} to keep it")
+                    continue
                 name = s.codec_context.name if s.codec_context is not None else None
                 if name and name in supported and not _unportable(name, ext):
                     try:
-                        targets[("s", s.index)] = out.add_stream_from_template(s)
+                        targets[("s", s.index)] = t = out.add_stream_from_template(s)
+                        _copy_tags(s, t)
                         copy.append(s)
                         continue
                     except (ValueError, av.error.FFmpegError):
@@ -451,7 +462,7 @@ def _remux(video: Path, source, dest: Path, opts: Options, notice: Callable[[str
                                                  targets, start_seconds, end_seconds))
                 else:
                     notice(f"{kind} stream {s.index} ({name}) cannot be stored in {ext} and was "
-                           "not copied; use .mkv to keep it")
+                           f"not copied; use {hint} to keep it")
             if copy:
                 gens.append(_packets(src, copy, "s"))
             out.metadata.update(src.metadata)
@@ -490,6 +501,18 @@ def _video_template(out, vs, rate: Fraction | None):
                                   time_base=vs.time_base)
 
 
+# stream tags a muxer writes itself (MKV statistics, durations); copying them would go stale
+_OWN_TAGS = ("duration", "encoder", "bps", "number_of_frames", "number_of_bytes", "_statistics")
+
+
+def _copy_tags(src_stream, dst_stream) -> None:
+    """Language, title and the like, and the disposition (default, forced, ...)."""
+    dst_stream.metadata.update({k: v for k, v in src_stream.metadata.items()
+                                if not k.lower().startswith(_OWN_TAGS)})
+    if src_stream.disposition:
+        dst_stream.disposition = src_stream.disposition
+
+
 def _chapter_track(s, chapters) -> bool:
     """MP4/MOV keep chapters in a text track that FFmpeg shows as a data stream of no codec."""
     return bool(chapters) and s.type == "data" and s.codec_context is None
@@ -513,6 +536,7 @@ def _reencoded_audio(src, index: int, out, codec: str, targets, start_seconds, e
     s = src.streams[index]
     cc = s.codec_context
     o = out.add_stream(codec, rate=cc.sample_rate, layout=cc.layout.name)
+    _copy_tags(s, o)
     targets[("r", index)] = o
     resampler = av.AudioResampler(format=o.codec_context.format, layout=o.codec_context.layout,
                                   rate=o.codec_context.sample_rate)
