@@ -16,8 +16,8 @@ from tests.media import (corrupt, gradient, make_audio, make_frameless_video, ma
                          truncate)
 from vsrkit.errors import InputError
 from vsrkit.frames import ColorTags
-from vsrkit.io.source import (is_image_sequence, list_videos, natural_key, open_source,
-                              pts_to_seconds, seconds_to_pts)
+from vsrkit.io.source import (STANDARD_RATES, exact_rate, is_image_sequence, list_videos,
+                              natural_key, open_source, pts_to_seconds, seconds_to_pts)
 from vsrkit.options import Options
 
 
@@ -67,6 +67,21 @@ def test_timestamp_mapping_round_trips(pts, tb):
 def test_timestamp_mapping_between_time_bases_is_nearest(pts, a, b):
     q = seconds_to_pts(pts_to_seconds(pts, a), b)
     assert abs(q * b - pts * a) <= b / 2
+
+
+@given(st.sampled_from(STANDARD_RATES), st.integers(0, 2000))
+def test_rate_measured_on_millisecond_timestamps_snaps_back(rate, extra):
+    n = int(rate) + 2 + extra  # frames: enough that ms rounding stays under half the gap
+    span_ms = round(Fraction(n - 1) / rate * 1000)  # MKV stores the span in milliseconds
+    measured = Fraction(n - 1) / Fraction(span_ms, 1000)
+    assert exact_rate(measured) == rate
+    assert exact_rate(measured, declared=rate) == rate
+
+
+@given(st.fractions(Fraction(1, 10), Fraction(1000)))
+def test_rate_declared_only_when_it_agrees(measured):
+    assert exact_rate(measured, declared=Fraction(90000)) == exact_rate(measured)
+    assert exact_rate(Fraction(30)) == 30 and exact_rate(Fraction(30000, 1001)) == Fraction(30000, 1001)
 
 
 # -- video files -----------------------------------------------------------------------------

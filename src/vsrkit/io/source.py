@@ -69,6 +69,34 @@ def seconds_to_pts(seconds: float | Fraction, time_base: Fraction) -> int:
     return int(round(Fraction(seconds) / time_base))
 
 
+# rates cameras and editors use; a container that stores milliseconds (MKV, WebM) yields
+# averages near these (60000/1001 reads back as 19001/317), which snap back to them
+STANDARD_RATES = sorted({Fraction(n) for n in range(1, 241)}
+                        | {Fraction(n * 1000, 1001) for n in (24, 30, 48, 60, 120, 240)})
+SNAP_TOLERANCE = Fraction(3, 1000)  # relative
+
+
+def exact_rate(measured: Fraction, declared: Fraction | None = None) -> Fraction:
+    """The stream's exact rational rate from the demuxer's average (``measured``) and the
+    codec's own (``declared``, e.g. H.264 VUI timing): the declared one where it agrees with
+    the average, else a standard rate within 0.3 %, else the average as it is."""
+    if measured <= 0:
+        return measured
+    if declared and declared > 0 and abs(declared - measured) / measured <= SNAP_TOLERANCE:
+        return declared
+    if measured.denominator in (1, 1001):
+        return measured
+    near = min(STANDARD_RATES, key=lambda r: abs(r - measured))
+    return near if abs(near - measured) / measured <= SNAP_TOLERANCE else measured
+
+
+def _fraction(value) -> Fraction | None:
+    try:
+        return Fraction(value) if value else None
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
 def _bit_depth(pix_fmt: str | None) -> int:
     if not pix_fmt:
         return 8
@@ -159,7 +187,8 @@ class VideoSource(Source):
         if cc.width <= 0 or cc.height <= 0:
             self.container.close()
             raise InputError(f"{path}: video stream has no size (corrupt header)")
-        rate = Fraction(vs.average_rate or vs.guessed_rate or vs.base_rate or DEFAULT_IMAGE_FPS)
+        rate = exact_rate(Fraction(vs.average_rate or vs.guessed_rate or vs.base_rate
+                                   or DEFAULT_IMAGE_FPS), _fraction(cc.framerate))
         tb = Fraction(vs.time_base)
         self.depth = _bit_depth(cc.pix_fmt)
         self.range = _Range(opts)
