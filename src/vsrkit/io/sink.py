@@ -158,11 +158,22 @@ def quantize(frames: torch.Tensor, bits: int) -> np.ndarray:
 
 
 class Sink:
+    """Where output frames go. ``write`` takes (T, H, W, 3) frames, float in [0, 1] on any
+    device (quantized once here) or uint8/uint16, with one FrameInfo each; ``close`` finishes
+    the output, ``abort`` keeps what was written as ``name.partial.ext``."""
+
     path: Path
     frames_written: int = 0
+    size: tuple[int, int]  # (H, W) of every frame written
 
     def write(self, frames: torch.Tensor, infos: Sequence[FrameInfo]) -> None:
         raise NotImplementedError
+
+    def _check(self, frames: torch.Tensor, infos: Sequence[FrameInfo]) -> None:
+        h, w = self.size
+        if frames.ndim != 4 or tuple(frames.shape[1:]) != (h, w, 3) or len(infos) != len(frames):
+            raise ValueError(f"sink {self.path.name} takes (T, {h}, {w}, 3) frames with one "
+                             f"FrameInfo each; got {tuple(frames.shape)=}, {len(infos)=}")
 
     def close(self) -> Path:
         raise NotImplementedError
@@ -176,6 +187,7 @@ class PngSink(Sink):
 
     def __init__(self, output: Path, spec: StreamSpec, out_size: tuple[int, int], opts: Options):
         self.path = output
+        self.size = tuple(out_size)
         self.bits = 16 if spec.bit_depth > 8 else 8
         self.tmp = output.with_name(f".{output.name}.vsrkit-tmp")
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -183,6 +195,7 @@ class PngSink(Sink):
         self.frames_written = 0
 
     def write(self, frames: torch.Tensor, infos: Sequence[FrameInfo]) -> None:
+        self._check(frames, infos)
         for img in quantize(frames, self.bits):
             name = self.tmp / f"{self.frames_written:06d}.png"
             fmt = "rgb48be" if self.bits > 8 else "rgb24"
@@ -226,7 +239,7 @@ class VideoSink(Sink):
         self.spec = spec
         self.codec = choose_codec(output, spec, opts)
         enc, pix8, pix_deep, crf_max = CODECS[self.codec]
-        h, w = out_size
+        h, w = self.size = tuple(out_size)
         if opts.pix_fmt:
             _check_pix_fmt(self.codec, opts.pix_fmt)
         pix = opts.pix_fmt or (pix_deep if spec.bit_depth > 8 else pix8)
@@ -287,6 +300,7 @@ class VideoSink(Sink):
         self.last_end: int | None = None  # end of the last written frame, in time_base units
 
     def write(self, frames: torch.Tensor, infos: Sequence[FrameInfo]) -> None:
+        self._check(frames, infos)
         fmt = "rgb48le" if self.bits > 8 else "rgb24"
         for img, info in zip(quantize(frames, self.bits), infos):
             fr = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), fmt)
