@@ -240,8 +240,11 @@ def test_folder_of_videos_is_not_an_image_sequence(tmp_path, images8):
         (folder / name).write_bytes(b"")
     shutil.copy(images8 / "img1.png", folder / "poster.png")
     assert is_image_sequence(images8) and is_image_sequence(str(images8 / "*.png"))
+    bracketed = folder / "clip [1080p].mkv"  # an existing file is never a pattern
+    bracketed.write_bytes(b"")
+    assert not is_image_sequence(bracketed)
     assert not is_image_sequence(folder)
-    assert [f.name for f in list_videos(folder)] == ["clip2.mkv", "clip10.mp4"]
+    assert [f.name for f in list_videos(folder)] == ["clip2.mkv", "clip10.mp4", "clip [1080p].mkv"]
     with pytest.raises(InputError, match="videos, not an image sequence"):
         open_source(folder, Options())
     with pytest.raises(InputError, match="no PNG/JPEG/TIFF"):

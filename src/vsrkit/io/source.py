@@ -41,13 +41,13 @@ def natural_key(name: str) -> tuple:
 
 
 def is_image_sequence(path: str | os.PathLike) -> bool:
-    """A glob pattern, or a folder holding images and no videos."""
-    s = str(path)
-    if any(ch in s for ch in "*?["):
-        return True
+    """A glob pattern, or a folder holding images and no videos. A path that exists is taken
+    as it is ("clip [1080p].mp4" is a file, not a pattern)."""
     p = Path(path)
-    if not p.is_dir():
+    if p.is_file():
         return False
+    if not p.exists():
+        return any(ch in str(path) for ch in "*?[")
     names = [f for f in p.iterdir() if f.is_file()]
     return any(f.suffix.lower() in IMAGE_EXTS for f in names) and not any(
         f.suffix.lower() in VIDEO_EXTS for f in names)
@@ -404,11 +404,10 @@ def _timestamps_vary(path: Path, index: int, rate: Fraction, tb: Fraction) -> bo
 class ImageSequenceSource(Source):
     def __init__(self, path: Path, opts: Options):
         self.path = path
-        s = str(path)
-        if any(ch in s for ch in "*?["):
-            files = [Path(f) for f in glob.glob(s)]
-        else:
+        if path.is_dir():
             files = [f for f in path.iterdir() if f.is_file()]
+        else:
+            files = [Path(f) for f in glob.glob(str(path))]
         files = sorted((f for f in files if f.suffix.lower() in IMAGE_EXTS),
                        key=lambda f: natural_key(f.name))
         if not files:
