@@ -233,6 +233,17 @@ def test_image_glob_jpeg_and_tiff(tmp_path):
     assert spec.bit_depth == 16 and np.array_equal(frames[1].numpy(), gradient(1, 32, 24, 16))
 
 
+def test_unreadable_image_reported_or_concealed(tmp_path, images8):
+    folder = shutil.copytree(images8, tmp_path / "seq")
+    (folder / "img4.png").write_bytes(b"not a png")
+    with pytest.raises(InputError, match=r"img4.png: not a readable image .*frame 3"):
+        read(folder)
+    notes = []
+    with open_source(folder, Options(ignore_errors=True), notice=notes.append) as src:
+        frames = [f for f, _ in src]
+    assert len(frames) == 11 and torch.equal(frames[3], frames[2]) and len(notes) == 1
+
+
 def test_folder_of_videos_is_not_an_image_sequence(tmp_path, images8):
     folder = tmp_path / "videos"
     folder.mkdir()

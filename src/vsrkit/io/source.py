@@ -402,8 +402,14 @@ def _timestamps_vary(path: Path, index: int, rate: Fraction, tb: Fraction) -> bo
 
 
 class ImageSequenceSource(Source):
-    def __init__(self, path: Path, opts: Options):
+    """Images of a folder or a glob in natural order, frame i at i / fps (pts restart at 0
+    for a trimmed range: nothing else is timed against them). Alpha is dropped; a sequence
+    mixing depths is delivered at the first image's depth."""
+
+    def __init__(self, path: Path, opts: Options, notice: Callable[[str], None] | None = None):
         self.path = path
+        self.opts = opts
+        self.notice = notice or _warn
         if path.is_dir():
             files = [f for f in path.iterdir() if f.is_file()]
         else:
@@ -446,14 +452,28 @@ class ImageSequenceSource(Source):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, FrameInfo]]:
         tb = self.spec.time_base
+        last: np.ndarray | None = None
+        warned = False
         for i, f in enumerate(self.files):
-            arr = self._read(f)
+            try:
+                arr = self._read(f)
+            except InputError as e:
+                if not self.opts.ignore_errors or last is None:
+                    raise InputError(f"{e} (frame {i}, {float(i * tb):.3f} s); --ignore-errors "
+                                     "conceals it and goes on") from None
+                if not warned:
+                    self.notice(f"{e} (frame {i}); --ignore-errors: the last good frame is "
+                                "repeated in its place (later ones too, without more warnings)")
+                    warned = True
+                arr = last
             if arr.shape[:2] != (self.spec.height, self.spec.width):
                 raise InputError(f"{f}: size {arr.shape[1]}x{arr.shape[0]} differs from the first "
                                  f"image's {self.spec.width}x{self.spec.height}")
             want = np.uint16 if self.spec.bit_depth > 8 else np.uint8
             if arr.dtype != want:
-                arr = (arr.astype(np.uint16) * 257) if want == np.uint16 else (arr >> 8).astype(np.uint8)
+                arr = (arr.astype(np.uint16) * 257 if want == np.uint16
+                       else ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8))
+            last = arr
             yield torch.from_numpy(np.ascontiguousarray(arr)), FrameInfo(i, i, tb, 1)
 
 
@@ -463,7 +483,7 @@ def open_source(path: str | os.PathLike, opts: Options,
     one warning ``--ignore-errors`` gives (default: stderr)."""
     p = Path(path)
     if is_image_sequence(p):
-        return ImageSequenceSource(p, opts)
+        return ImageSequenceSource(p, opts, notice)
     if not p.exists():
         raise InputError(f"{p}: no such file")
     if p.is_dir():
