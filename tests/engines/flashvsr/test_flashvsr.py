@@ -128,7 +128,7 @@ def test_flex_block_sparse_matches_reference_including_empty_rows(monkeypatch):
     """The FlexAttention path (run unfused on CPU) against the exact reference."""
     from torch.nn.attention.flex_attention import flex_attention
 
-    import vsrkit.engines.flashvsr.dit as dit
+    import vsrkit.ops.attention as dit
 
     monkeypatch.setattr(dit, "_FLEX", flex_attention)
     g = torch.Generator().manual_seed(0)

@@ -24,7 +24,9 @@ from ...ops.color import METHODS as COLOR_METHODS
 from ...ops.color import color_fix
 from ..base import Engine, EnginePlan, EngineSession
 from ..classical import resample_matrix
-from .dit import DiTConfig, WanDiT, local_mask, pick_attention
+from ...ops.attention import pick_attention
+from .dit import DiTConfig, WanDiT
+from .lcsa import local_mask
 from .lq_proj import LQProjector
 from .tcdecoder import TCDecoder
 

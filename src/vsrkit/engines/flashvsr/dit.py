@@ -14,7 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-WIN = (2, 8, 8)  # (frames, rows, cols) of one LCSA window: 128 tokens
+from ...ops.attention import ATTENTION, pick_attention  # noqa: F401 (re-exported)
+from ...ops.rope import rope_apply, rope_freqs
+from .lcsa import WIN, block_mask, from_windows, local_mask, to_windows  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -53,142 +55,6 @@ class RMSNorm(nn.Module):
     def forward(self, x):
         xf = x.float()
         return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
-
-
-def rope_freqs(head_dim: int, t: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """``(f*h*w, head_dim/2)`` complex128 rotations for temporal positions ``t`` (absolute
-    latent indices, any size: computed, not looked up) and spatial 0..h-1, 0..w-1."""
-    dims = (head_dim - 2 * (head_dim // 3), head_dim // 3, head_dim // 3)
-
-    def table(d, pos):
-        theta = 1.0 / (10000.0 ** (torch.arange(0, d, 2)[: d // 2].double() / d))
-        ang = torch.outer(pos.double(), theta)
-        return torch.polar(torch.ones_like(ang), ang)
-
-    ft, fh, fw = table(dims[0], t), table(dims[1], torch.arange(h)), table(dims[2], torch.arange(w))
-    f = len(t)
-    return torch.cat([ft.view(f, 1, 1, -1).expand(f, h, w, -1),
-                      fh.view(1, h, 1, -1).expand(f, h, w, -1),
-                      fw.view(1, 1, w, -1).expand(f, h, w, -1)], -1).reshape(f * h * w, -1)
-
-
-def rope_apply(x: torch.Tensor, freqs: torch.Tensor, heads: int) -> torch.Tensor:
-    """x (L, D) -> rotated in adjacent pairs per head, in float64 (as the reference)."""
-    L, D = x.shape
-    xc = torch.view_as_complex(x.double().reshape(L, heads, -1, 2))
-    return torch.view_as_real(xc * freqs[:, None, :]).reshape(L, D).to(x.dtype)
-
-
-def to_windows(x: torch.Tensor, f: int, h: int, w: int) -> torch.Tensor:
-    """(f*h*w, D) -> (n_windows, 128, D), windows (tf, ty, tx) row-major."""
-    D = x.shape[-1]
-    wf, wh, ww = WIN
-    x = x.view(f // wf, wf, h // wh, wh, w // ww, ww, D).permute(0, 2, 4, 1, 3, 5, 6)
-    return x.reshape(-1, wf * wh * ww, D)
-
-
-def from_windows(x: torch.Tensor, f: int, h: int, w: int) -> torch.Tensor:
-    D = x.shape[-1]
-    wf, wh, ww = WIN
-    x = x.view(f // wf, h // wh, w // ww, wf, wh, ww, D).permute(0, 3, 1, 4, 2, 5, 6)
-    return x.reshape(f * h * w, D)
-
-
-def local_mask(bh: int, bw: int, r: int, device) -> torch.Tensor:
-    """(bh*bw, bh*bw) bool: key window (r', c') is local to query (r, c) iff it lies in the
-    R x R box starting at (r - R//2, c - R//2), not clamped at the borders."""
-    rr, cc = torch.meshgrid(torch.arange(bh, device=device), torch.arange(bw, device=device),
-                            indexing="ij")
-    rr, cc = rr.reshape(-1), cc.reshape(-1)
-    r0, c0 = rr - r // 2, cc - r // 2
-    in_r = (rr[None, :] >= r0[:, None]) & (rr[None, :] <= r0[:, None] + r - 1)
-    in_c = (cc[None, :] >= c0[:, None]) & (cc[None, :] <= c0[:, None] + r - 1)
-    return in_r & in_c
-
-
-def block_mask(qw: torch.Tensor, kw: torch.Tensor, heads: int, groups: int, topk: int,
-               local: torch.Tensor) -> torch.Tensor:
-    """The official draft mask: (heads, nq, nk) bool of key windows each query window uses.
-    Pooled window means score the pairs; softmax over local keys; per head and query temporal
-    group a global top-k (strict ``>`` the (k+1)-th largest)."""
-    qp = qw.mean(1).view(qw.shape[0], heads, -1).permute(1, 0, 2)  # (Hd, nq, d)
-    kp = kw.mean(1).view(kw.shape[0], heads, -1).permute(1, 0, 2)  # (Hd, nk, d)
-    scores = torch.einsum("hld,hmd->hlm", qp, kp) / math.sqrt(qp.shape[-1])
-    nq, nk = scores.shape[1:]
-    lm = local.repeat(nq // local.shape[0], nk // local.shape[1])
-    bias = torch.zeros(lm.shape, dtype=torch.float32, device=lm.device).masked_fill(~lm, -math.inf)
-    attn = torch.softmax(scores + bias, dim=-1)  # float32
-    flat = attn.reshape(heads * groups, -1)  # (Hd*groups, P*nk)
-    k = min(flat.shape[1] - 1, topk)
-    th = torch.topk(flat, k + 1, dim=1).values[:, -1:]
-    return (flat > th).reshape(heads, nq, nk)
-
-
-def sparse_attention_reference(q, k, v, mask, heads: int) -> torch.Tensor:
-    """Exact semantics of the block-sparse kernel in plain PyTorch: q (nq, 128, D), k/v
-    (nk, 128, D), mask (heads, nq, nk). Query windows with no key window get zeros."""
-    nq, bs, D = q.shape
-    nk = k.shape[0]
-    d = D // heads
-    qh = q.reshape(nq * bs, heads, d).transpose(0, 1)  # (Hd, Lq, d)
-    kh = k.reshape(nk * bs, heads, d).transpose(0, 1)
-    vh = v.reshape(nk * bs, heads, d).transpose(0, 1)
-    tok = mask.repeat_interleave(bs, 1).repeat_interleave(bs, 2)  # (Hd, Lq, Lk)
-    out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=tok)
-    empty = ~mask.any(-1).repeat_interleave(bs, 1)  # (Hd, Lq)
-    out = out.masked_fill(empty[..., None], 0.0)
-    return out.transpose(0, 1).reshape(nq, bs, D)
-
-
-_FLEX = None
-
-
-def sparse_attention_flex(q, k, v, mask, heads: int) -> torch.Tensor:
-    """The same block-sparse attention through PyTorch FlexAttention (CUDA): the block mask
-    becomes a BlockMask of 128x128 full blocks, so only selected key windows are computed."""
-    global _FLEX
-    from torch.nn.attention.flex_attention import BlockMask, flex_attention
-
-    if _FLEX is None:
-        _FLEX = torch.compile(flex_attention, dynamic=False)
-    nq, bs, D = q.shape
-    nk = k.shape[0]
-    d = D // heads
-    qh = q.reshape(nq * bs, heads, d).transpose(0, 1)[None]  # (1, Hd, Lq, d)
-    kh = k.reshape(nk * bs, heads, d).transpose(0, 1)[None]
-    vh = v.reshape(nk * bs, heads, d).transpose(0, 1)[None]
-    counts = mask.sum(-1, dtype=torch.int32)[None]  # (1, Hd, nq)
-    order = torch.argsort((~mask).to(torch.int8), dim=-1, stable=True).to(torch.int32)[None]
-    empty = torch.zeros_like(counts)
-
-    def in_selected_block(b, h, qi, ki):  # the same mask token-wise (eager/unfused paths use it)
-        return mask[h, qi // bs, ki // bs]
-
-    # selected blocks as *full* blocks: the fused kernel visits only those and skips the mask_mod
-    bm = BlockMask.from_kv_blocks(empty, order, counts, order, BLOCK_SIZE=bs,
-                                  mask_mod=in_selected_block, seq_lengths=(nq * bs, nk * bs))
-    out = _FLEX(qh, kh, vh, block_mask=bm)  # rows with no block come out as zeros
-    return out[0].transpose(0, 1).reshape(nq, bs, D)
-
-
-ATTENTION = {"reference": sparse_attention_reference, "flex": sparse_attention_flex}
-
-
-def pick_attention(name: str, device) -> str:
-    """auto: FlexAttention on CUDA, the exact reference elsewhere; an explicit choice that
-    cannot run is an error, never a silent fallback."""
-    dev = torch.device(device)
-    if name == "auto":
-        return "flex" if dev.type == "cuda" else "reference"
-    if name not in ATTENTION:
-        from ...errors import UsageError
-
-        raise UsageError(f"--attention {name!r}: FlashVSR offers {', '.join(ATTENTION)} or auto")
-    if name == "flex" and dev.type != "cuda":
-        from ...errors import UsageError
-
-        raise UsageError("--attention flex needs a CUDA device")
-    return name
 
 
 class SelfAttention(nn.Module):
