@@ -1,6 +1,7 @@
 """FlashVSR Tiny speed with random full-size weights on a GPU: FPS and peak GPU memory at
 768x1408 (101 frames), 1280x1920 (61) and 1080x1920 (101) output, plus a check that the fast
-attention path (FlexAttention) matches the exact reference on a small case.
+attention path (FlexAttention) matches the exact reference on a small case, in bf16 and
+against the fp32 reference.
 
     python bench/flashvsr_speed.py [--sizes 768x1408x101,...] [--check]
 """
@@ -74,6 +75,15 @@ def main() -> None:
         d = (ref.float() - fast.float()).abs()
         print(f"flex vs reference (256x512, 29 frames, bf16): max abs {d.max():.4f}, "
               f"mean abs {d.mean():.5f} (output in [0,1])")
+        # the bf16 fast path against the fp32 exact reference (same seeded random weights)
+        del loaded
+        _, ref32 = run(random_models(device, torch.float32), 256, 512, 29, "reference", device,
+                       torch.float32)
+        loaded = random_models(device, dtype)
+        d = (ref32.float() - fast.float()).abs()
+        psnr = -10 * torch.log10((d ** 2).mean()).item()
+        print(f"bf16 flex vs fp32 reference (256x512, 29 frames): max abs {d.max():.4f}, "
+              f"mean abs {d.mean():.5f}, PSNR {psnr:.1f} dB")
     for spec in args.sizes.split(","):
         h, w, n = map(int, spec.split("x"))
         run(loaded, h, w, 25, "flex", device, dtype)  # warm-up: compile for this shape
