@@ -28,7 +28,7 @@ def make_video(path, *, frames: int = 24, size: tuple[int, int] = (64, 48),
                vfr: bool = False, rotation: int = 0, color: dict | None = None,
                chapters: bool = False, metadata: dict | None = None,
                sar: Fraction | None = None, stream_tags: dict | None = None,
-               attachment: bool = False) -> Path:
+               attachment: bool = False, gop: int | None = None) -> Path:
     """Write a clip. ``audio``: None, 'aac', 'pcm_s16le', 'flac', 'opus'. ``vfr``: timestamps
     with irregular steps (in a 1/90000 time base). ``color``: codec-context color ints, e.g.
     ``dict(color_primaries=9, color_trc=16, colorspace=9, color_range=1)``."""
@@ -42,6 +42,8 @@ def make_video(path, *, frames: int = 24, size: tuple[int, int] = (64, 48),
             opts["x265-params"] = "log-level=error"
         v = c.add_stream(codec, rate=rate, options=opts)
         v.width, v.height, v.pix_fmt = w, h, pix_fmt
+        if gop:
+            v.codec_context.gop_size = gop  # a keyframe every gop frames (seekable)
         if vfr:
             v.time_base = Fraction(1, 90000)
             v.codec_context.time_base = Fraction(1, 90000)

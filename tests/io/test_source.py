@@ -16,7 +16,7 @@ from tests.media import (corrupt, gradient, make_audio, make_frameless_video, ma
                          truncate)
 from vsrkit.errors import InputError
 from vsrkit.frames import ColorTags
-from vsrkit.io.source import (STANDARD_RATES, exact_rate, is_image_sequence, list_videos,
+from vsrkit.io.source import (STANDARD_RATES, VideoSource, exact_rate, is_image_sequence, list_videos,
                               natural_key, open_source, pts_to_seconds, seconds_to_pts)
 from vsrkit.options import Options
 
@@ -155,6 +155,29 @@ def test_time_range(media_dir):
     assert len(frames) == 2
 
 
+@pytest.mark.parametrize("ext,vfr", [(".mp4", False), (".mkv", True)])
+def test_late_range_seeks_and_equals_decoding_from_the_start(tmp_path, monkeypatch, ext, vfr):
+    clip = make_video(tmp_path / f"long{ext}", frames=120, gop=10, vfr=vfr)
+    _, all_frames, all_infos = read(clip)
+    decoded = []
+    real = VideoSource._decode
+
+    def counted(self):
+        for ev in real(self):
+            decoded.append(ev)
+            yield ev
+
+    monkeypatch.setattr(VideoSource, "_decode", counted)
+    _, frames, infos = read(clip, frames="95:103")
+    assert len(decoded) < 40  # reached by seeking, not by decoding 95 frames
+    assert [i.pts for i in infos] == [i.pts for i in all_infos[95:103]]
+    assert all(torch.equal(a, b) for a, b in zip(frames, all_frames[95:103]))
+    t0 = all_infos[90].seconds
+    _, frames, infos = read(clip, start=str(t0))
+    assert [i.pts for i in infos] == [i.pts for i in all_infos[90:]]
+    assert all(torch.equal(a, b) for a, b in zip(frames, all_frames[90:]))
+
+
 # -- damaged files ---------------------------------------------------------------------------
 
 def test_corrupt_mid_stream_names_frame_and_time_or_conceals(tmp_path):
@@ -175,7 +198,7 @@ def test_corrupt_mid_stream_names_frame_and_time_or_conceals(tmp_path):
 
 def test_truncated_file_reported_or_kept(tmp_path):
     clip = truncate(make_video(tmp_path / "t.mkv", frames=60), 0.6)
-    with pytest.raises(InputError, match=r"ends after frame \d+ .*header says 2\.000 s"):
+    with pytest.raises(InputError, match=r"ends at \d+\.\d+ s \(after \d+ frames\) but its header says 2\.000 s"):
         read(clip)
     notes = []
     with open_source(clip, Options(ignore_errors=True), notice=notes.append) as src:

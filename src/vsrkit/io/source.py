@@ -8,6 +8,7 @@ glob of PNG/JPEG/TIFF, natural sort) are a source too, at ``--fps`` (default 30)
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import glob
 import heapq
@@ -282,49 +283,120 @@ class VideoSource(Source):
         fmt = "rgb48le" if self.depth > 8 else "rgb24"
         tb = self.spec.time_base
         step = _frame_step(self.spec)
+        head, self._head = self._head, []
         # the last good VideoFrame, repeated in place of a lost one (frames lost before the
         # first decoded one take that one)
-        good = self._head[-1][1] if self._head else None
-        events, self._head = itertools.chain(self._head, self._events), []
+        good = head[-1][1]
+        events, index_of = itertools.chain(head, self._events), None  # index: counted
+        late = self._seek_into_range(good)
+        if late is not None:
+            events, index_of = late
+        elif self._head:  # the seek did not hold and the file was opened again: from the start
+            head, self._head = self._head, []
+            good, events = head[-1][1], itertools.chain(head, self._events)
         index = out_index = 0  # position in the input / in what is yielded
         end = None  # end of the last frame, in time_base units
         warned = False
         for kind, *ev in events:
             if kind == "broken":
-                self._bad(f"the stream breaks off after frame {index} ({_at(end, tb)})", ev[1],
-                          f"keeping the {index} frames before it")
+                self._bad(f"the stream breaks off after {_frame(index, late, index_of)} "
+                          f"({_at(end, tb)})", ev[1], f"keeping the {out_index} frames before it")
                 break
             if kind == "frame":
                 frame, pts, dur = ev[0], ev[0].pts, ev[0].duration or None
                 why = "the decoder flagged it corrupt" if frame.is_corrupt else None
-                if why is None or good is None:
-                    good = frame  # a flagged first frame is still the best picture there is
             else:
-                frame, pts, dur, why = good, ev[0], None, ev[1]
-            if why is not None:
-                if not warned:
-                    self._bad(f"corrupt stream at frame {index} ({_at(pts, tb)})", why,
-                              "the last good frame is repeated in its place (later corrupt "
-                              "frames too, without more warnings)")
-                warned, frame = True, good
+                frame, pts, dur, why = None, ev[0], None, ev[1]
+            if index_of is not None and pts is not None:
+                known = index_of(pts)
+                index = index if known is None else known
             seconds = float(pts * tb) if pts is not None else None
             keep = self.range.keep(index, seconds)
-            index += 1
             if keep is None:
                 break
             if pts is not None:
                 end = max(end or pts, pts + (dur or step))
+            if why is None:
+                good = frame
+            where = _frame(index, late, index_of)
+            index += 1
             if not keep:
-                continue
-            if frame is None:  # a lost frame before any decoded one: the peek prevents this
+                continue  # problems before the range are not the range's
+            if why is not None:
+                if not warned:
+                    self._bad(f"corrupt stream at {where} ({_at(pts, tb)})", why,
+                              "the last good frame is repeated in its place (later corrupt "
+                              "frames too, without more warnings)")
+                warned = True
+                frame = good if good is not None else frame
+            if frame is None:  # lost before any decoded frame: nothing to repeat
                 continue
             arr = frame.to_ndarray(format=fmt)
             yield torch.from_numpy(arr), FrameInfo(out_index, pts, tb, dur)
             out_index += 1
         else:
-            self._check_complete(index, end)
+            self._check_complete(out_index, end)
         if out_index == 0:
             raise InputError(f"{self.path}: zero frames in the selected range")
+
+    def _seek_into_range(self, first) -> tuple[Iterator[tuple], Callable | None] | None:
+        """A range that starts well into the stream is reached by seeking to the keyframe
+        before it, not by decoding all that lies before. Returns the events from there and a
+        pts -> frame index map (what --frames counts in), or None to decode from the start
+        (no timestamps, near the start, a container without an index, a seek that missed)."""
+        tb = self.spec.time_base
+        if first.pts is None or not self.container.format.name.startswith(SEEKABLE_FORMATS):
+            return None
+        index_of = None
+        if self.range.first > 0:
+            # the first frame's pts: the A-th smallest of the packets' pts (reading packets
+            # costs little next to decoding them; decoders reorder only a few frames)
+            pts = self._packet_pts(self.range.first + REORDER_SLACK)
+            if len(pts) <= self.range.first:
+                return None
+            target = pts[self.range.first]
+
+            def index_of(p: int) -> int | None:
+                return bisect.bisect_left(pts, p) if p <= pts[-1] else None
+        elif self.range.t0 is not None:
+            target = seconds_to_pts(self.range.t0, tb)
+        else:
+            return None
+        if (target - first.pts) * tb < SEEK_MIN_S:
+            return None
+        try:
+            self.container.seek(target, stream=self.stream, backward=True)
+            self.stream.codec_context.flush_buffers()
+        except av.error.FFmpegError:
+            self._reopen()
+            return None
+        events = self._decode()
+        head = []
+        for ev in events:
+            head.append(ev)
+            if ev[0] == "frame":
+                break
+        landed = head[-1][1] if head and head[-1][0] == "frame" else None
+        if landed is None or landed.pts is None or landed.pts > target:
+            self._reopen()  # past the target: decode from the start
+            return None
+        return itertools.chain(head, events), index_of
+
+    def _packet_pts(self, n: int) -> list[int]:
+        """Sorted pts of the video stream's first n packets (a second demuxer, no decoding)."""
+        with av.open(str(self.path)) as c:
+            packets = c.demux(c.streams.video[0])
+            return sorted(p.pts for p in itertools.islice(
+                (p for p in packets if p.pts is not None and p.size), n))
+
+    def _reopen(self) -> None:
+        self.container.close()
+        self.container = av.open(str(self.path))
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self._events = self._decode()
+        self._head = []
+        self._peek()
 
     def _check_complete(self, index: int, end: int | None) -> None:
         """A stream that stops well short of its header's duration was cut (truncated file)."""
@@ -334,7 +406,7 @@ class VideoSource(Source):
         got = float(end * self.spec.time_base)  # absolute end: never above a complete stream's
         slack = max(TRUNCATION_SLACK_S, 3 / float(self.spec.frame_rate))
         if got < stated - slack:
-            self._bad(f"the stream ends after frame {index - 1} ({got:.3f} s) but its header "
+            self._bad(f"the stream ends at {got:.3f} s (after {index} frames) but its header "
                       f"says {stated:.3f} s", "truncated or corrupt",
                       f"keeping the {index} frames there are")
 
@@ -349,6 +421,12 @@ class VideoSource(Source):
         self.container.close()
 
 
+# a range starting this far (seconds) into the stream is reached by seeking, in containers
+# with an index (FFmpeg's format names)
+SEEK_MIN_S = 2
+SEEKABLE_FORMATS = ("mov,mp4", "matroska")
+# frames a decoder may hold back to reorder (B-frames) are far fewer than this
+REORDER_SLACK = 64
 # how far short of its header's duration a stream may end before it counts as truncated
 TRUNCATION_SLACK_S = 0.5
 # packets read at open to tell constant from variable frame rate
@@ -361,6 +439,11 @@ def _warn(message: str) -> None:
 
 def _why(e: Exception) -> str:
     return getattr(e, "strerror", None) or str(e)
+
+
+def _frame(index: int, seeked, index_of) -> str:
+    """'frame N', or 'a frame' where a seek left the count unknown (--start)."""
+    return "a frame" if seeked is not None and index_of is None else f"frame {index}"
 
 
 def _at(pts: int | None, tb: Fraction) -> str:
