@@ -231,6 +231,15 @@ def test_abort_before_any_frame_leaves_nothing(h264_aac, images8, tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_close_with_nothing_written_is_an_error(h264_aac, tmp_path):
+    for out in (tmp_path / "o.mkv", tmp_path / "frames"):
+        with open_source(h264_aac, Options()) as src:
+            sink = open_sink(out, src, (48, 64), Options())
+            with pytest.raises(OutputError, match="no frames were written"):
+                sink.close()
+    assert leftovers(tmp_path) == []
+
+
 def test_png_folder_output_names_and_depth(hevc10, images8, tmp_path):
     out, _ = transcode(hevc10, tmp_path / "frames")  # no extension: a folder of PNGs
     names = sorted(f.name for f in out.iterdir())

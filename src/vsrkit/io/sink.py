@@ -219,6 +219,9 @@ class PngSink(Sink):
         return dest
 
     def close(self) -> Path:
+        if self.frames_written == 0:
+            self.abort()
+            raise OutputError(f"{self.path}: no frames were written")
         return self._finish(self.path)
 
     def abort(self) -> Path | None:
@@ -362,6 +365,9 @@ class VideoSink(Sink):
         return float(self.last_end * self.spec.time_base)
 
     def close(self) -> Path:
+        if self.frames_written == 0:
+            self.abort()
+            raise OutputError(f"{self.path}: no frames were written")
         self._finish_video()
         return self._remux(self.path, self._end_seconds(partial=False))
 

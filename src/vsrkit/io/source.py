@@ -283,6 +283,8 @@ class VideoSource(Source):
         fmt = "rgb48le" if self.depth > 8 else "rgb24"
         tb = self.spec.time_base
         step = _frame_step(self.spec)
+        if not self._head:
+            raise RuntimeError(f"{self.path}: a source is read once; open it again")
         head, self._head = self._head, []
         # the last good VideoFrame, repeated in place of a lost one (frames lost before the
         # first decoded one take that one)
