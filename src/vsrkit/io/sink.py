@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 from ..errors import OutputError, UsageError
-
-os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole config to stderr otherwise
 from ..frames import FrameInfo, StreamSpec
 from ..options import Options
 from .colortags import SWSCALE_MATRICES, code_of
 from .source import _frame_step
+
+os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole config to stderr otherwise
 
 # codec option -> (encoder, 8-bit pix_fmt, deep pix_fmt, CRF range)
 CODECS = {
@@ -48,7 +48,7 @@ CONTAINER_CODECS = {
 }
 # audio a container can't hold is re-encoded to: ALAC is lossless, as the PCM it usually replaces
 AUDIO_FALLBACK = {".mp4": "alac", ".m4v": "alac", ".mov": "alac", ".webm": "libopus",
-                  ".avi": "mp3"}
+                  ".avi": "pcm_s16le"}
 
 
 def is_png_output(output: Path, opts: Options) -> bool:
