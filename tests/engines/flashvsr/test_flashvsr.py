@@ -144,7 +144,7 @@ def test_flex_block_sparse_matches_reference_including_empty_rows(monkeypatch):
 
 
 @pytest.mark.parametrize("flag", [["--fit", "crop"], ["--tile-size", "256"], ["--tiled-vae"],
-                                  ["--color-fix", "lab"]])
+                                  ["--variant", "full"]])
 def test_options_not_built_yet_fail_clearly(tmp_path, flag):
     src = make_video(tmp_path / "in.mp4", frames=2, size=(32, 32))
     r = subprocess.run([sys.executable, "-m", "vsrkit", "upscale", str(src), "--model",

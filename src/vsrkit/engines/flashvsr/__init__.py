@@ -22,6 +22,7 @@ from ...plan import output_size
 from ...tiling import pad_to_multiple
 from ...ops.color import METHODS as COLOR_METHODS
 from ...ops.color import color_fix
+from ...ops.resize import resize_u8
 from ..base import Engine, EnginePlan, EngineSession
 from ..classical import resample_matrix
 from ...ops.attention import pick_attention
@@ -38,26 +39,12 @@ FILES = ("diffusion_pytorch_model_streaming_dmd.safetensors", "LQ_proj_in.ckpt",
 FIRST_STEP_IN, FIRST_STEP_OUT, STEP = 25, 21, 8
 
 
-PIL_BITS = 22  # PIL's fixed-point precision for 8-bit resampling (32 - 8 - 2)
-
-
-def pil_fixed_weights(m: torch.Tensor) -> torch.Tensor:
-    """PIL's float weights -> its integer coefficients (rounded half away from zero), kept
-    in float64: every product and sum below stays an exact integer (< 2^53)."""
-    return torch.sign(m) * torch.floor(m.abs() * (1 << PIL_BITS) + 0.5)
-
-
-def upsample_pil_u8(frames: torch.Tensor, mh: torch.Tensor, mw: torch.Tensor) -> torch.Tensor:
-    """(T, H, W, 3) uint8/uint16 -> (T, 3, 4H, 4W) float in [-1, 1], bit-exact with PIL's
-    ``Image.resize(BICUBIC)`` on 8-bit frames: integer weights (``pil_fixed_weights``), the
-    horizontal pass first, and each pass rounded and clamped to 8 bits. ``mh`` (4H, H) and
-    ``mw`` (W, 4W) are the fixed-point weights."""
-    x = frames.permute(0, 3, 1, 2).double()
-    if frames.dtype == torch.uint16:  # PIL sees 8-bit frames
-        x = torch.round(x / 257.0)
-    half = float(1 << (PIL_BITS - 1))
-    x = torch.floor((x @ mw + half) / (1 << PIL_BITS)).clamp(0, 255)  # horizontal pass
-    x = torch.floor((mh @ x + half) / (1 << PIL_BITS)).clamp(0, 255)  # vertical pass
+def upsample_pil_u8(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(T, H, W, 3) uint8/uint16 -> (T, 3, H', W') float in [-1, 1]: the official script's
+    ``PIL.Image.resize(BICUBIC)`` on 8-bit frames, bit for bit (``ops.resize.resize_u8``)."""
+    if frames.dtype != torch.uint8:  # PIL sees 8-bit frames
+        frames = ((frames.to(torch.int32) + 128) // 257).clamp(0, 255).to(torch.uint8)
+    x = resize_u8(frames, size).permute(0, 3, 1, 2)
     return x.float() / 255.0 * 2.0 - 1.0  # in float32, as the official script
 
 
@@ -178,9 +165,6 @@ class FlashVSRSession(EngineSession):
         self.h4, self.w4 = self.H * 4, self.W * 4
         self.seed = d["seed"]
         self.color_fix = d["color_fix"]
-        # PIL's integer weights, exact in float64; on the GPU the upsample costs next to nothing
-        self.mh = pil_fixed_weights(resample_matrix(self.H, self.h4, "bicubic")).to(device)  # (4H, H)
-        self.mw = pil_fixed_weights(resample_matrix(self.W, self.w4, "bicubic")).T.to(device)
         self.out_resize = None
         if plan.out_size != (self.h4, self.w4):
             self.out_resize = (resample_matrix(self.h4, plan.out_size[0], "lanczos").float().to(device),
@@ -204,7 +188,7 @@ class FlashVSRSession(EngineSession):
         return torch.stack(self.lq_frames[a - self.base:b - self.base], 1)[None]
 
     def _append(self, frames: torch.Tensor) -> None:
-        up = upsample_pil_u8(frames.to(self.device), self.mh, self.mw)  # (T, 3, 4H, 4W)
+        up = upsample_pil_u8(frames.to(self.device), (self.h4, self.w4))  # (T, 3, 4H, 4W)
         up = F.pad(up, (0, self.Wp - self.w4, 0, self.Hp - self.h4), mode="replicate")
         for f in up.to(self.device, self.dtype):
             self.lq_frames.append(f)
