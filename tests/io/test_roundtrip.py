@@ -137,8 +137,7 @@ def test_frames_range_and_codecs(tmp_path):
         r, _ = up(src, tmp_path / f"o_{codec}{ext}", codec=codec, frames="4:12", quality=5)
         o = video_info(r.output)
         assert len(o["pts"]) == 8, codec
-        i = video_info(src)
-        assert float(o["pts"][0] * o["tb"]) == pytest.approx(float(i["pts"][4] * i["tb"]), abs=1e-3)
+        assert o["pts"][0] == 0  # a trimmed output starts at 0
 
 
 def test_lossless_ffv1_is_exact(tmp_path):

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from tests.io.conftest import NTSC
 from tests.media import gradient, make_video
 from vsrkit.errors import OutputError, UsageError
-from vsrkit.io.sink import check_output, default_output_path, open_sink, quantize
+from vsrkit.io.sink import (check_output, clip_chapters, default_output_path, open_sink,
+                            quantize)
 from vsrkit.io.source import open_source
 from vsrkit.options import Options
 
@@ -83,6 +84,23 @@ def test_quantize_inverts_exact_levels(levels, bits):
     q = quantize(x, bits)
     assert q.dtype == (np.uint8 if bits == 8 else np.uint16)
     assert q[0, 0, :, 1].tolist() == levels
+
+
+@given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 5_000)), max_size=8),
+       st.one_of(st.none(), st.integers(0, 12_000)), st.one_of(st.none(), st.integers(0, 12_000)))
+def test_clip_chapters_keeps_only_the_range(spans, start_ms, end_ms):
+    chapters = [{"id": i, "start": a, "end": a + d, "time_base": Fraction(1, 1000),
+                 "metadata": {"title": str(i)}} for i, (a, d) in enumerate(spans)]
+    start = None if start_ms is None else start_ms / 1000
+    end = None if end_ms is None else end_ms / 1000
+    for ch in clip_chapters(chapters, start, end):
+        assert ch["start"] < ch["end"]
+        assert start_ms is None or ch["start"] >= start_ms
+        assert end_ms is None or ch["end"] <= end_ms
+        orig = chapters[ch["id"]]
+        assert orig["start"] <= ch["start"] and ch["end"] <= orig["end"]
+    if start is None and end is None:
+        assert clip_chapters(chapters, None, None) == [c for c in chapters if c["end"] > c["start"]]
 
 
 # -- video and its timing --------------------------------------------------------------------
@@ -203,13 +221,30 @@ def test_opting_out_of_streams(subs, tmp_path):
         assert [s.type for s in c.streams] == ["video", "audio", "subtitle"]
 
 
-def test_trimmed_range_cuts_other_streams(h264_aac, tmp_path):
+def test_trimmed_range_starts_at_zero_and_cuts_other_streams(h264_aac, tmp_path):
     out, _ = transcode(h264_aac, tmp_path / "o.mp4", frames="5:15")
-    assert seconds(out) == seconds(h264_aac)[5:15]
+    t0 = seconds(h264_aac)[5]
+    assert seconds(out) == [t - t0 for t in seconds(h264_aac)[5:15]]  # steps kept, from 0
     with av.open(str(out)) as c:
         times = [p.pts * p.time_base for p in c.demux(audio=0) if p.size]
-    assert Fraction(5) / NTSC - Fraction(1024, 48000) <= times[0] <= Fraction(5) / NTSC
-    assert times[-1] < Fraction(15) / NTSC
+        ch = c.chapters()[0]  # chapter One (0 to 0.333 s) cut to the range
+        assert ch["start"] * ch["time_base"] == 0
+        assert ch["end"] * ch["time_base"] == pytest.approx(float(Fraction(1, 3) - t0), abs=1e-3)
+    # audio: packets from the range's start on (less than one packet of it is dropped)
+    assert 0 <= times[0] <= Fraction(1024, 48000)
+    assert times[-1] < Fraction(10) / NTSC
+    in_audio = hashes(h264_aac, "audio")
+    out_audio = hashes(out, "audio")
+    i = in_audio.index(out_audio[0])
+    assert in_audio[i:i + len(out_audio)] == out_audio  # copied, not re-encoded
+
+
+def test_trimmed_subtitle_cue_kept_from_the_start(subs, tmp_path):
+    out, _ = transcode(subs, tmp_path / "o.mkv", frames="3:8")  # cue 1: 0 to 0.133 s
+    with av.open(str(out)) as c:
+        cues = [(p.pts * p.time_base, p.duration * p.time_base)
+                for p in c.demux(subtitles=0) if p.size]
+    assert cues[0][0] == 0 and cues[0][1] == pytest.approx(0.133 - 0.1, abs=2e-3)
 
 
 # -- finishing: atomic close, partial files --------------------------------------------------

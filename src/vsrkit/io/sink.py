@@ -11,6 +11,7 @@ written under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import heapq
+import math
 import os
 import shutil
 from fractions import Fraction
@@ -299,8 +300,11 @@ class VideoSink(Sink):
         if spec.rotation:
             vs.set_display_rotation(spec.rotation)
         self.frames_written = 0
-        self.first_pts: int | None = None  # of the first written frame (trimmed inputs)
-        self.last_end: int | None = None  # end of the last written frame, in time_base units
+        # written timestamps, in time_base units: a trimmed output starts at 0 (players show a
+        # clip, not an empty lead-in), so everything is moved back by the first frame's pts
+        self.offset = 0
+        self.first_pts: int | None = None  # of the first written frame, after the offset
+        self.last_end: int | None = None  # end of the last written frame, after the offset
 
     def write(self, frames: torch.Tensor, infos: Sequence[FrameInfo]) -> None:
         self._check(frames, infos)
@@ -310,10 +314,12 @@ class VideoSink(Sink):
             if self.yuv:
                 fr = fr.reformat(format=self.pix, dst_colorspace=self.matrix,
                                  dst_color_range=self.crange)
-            fr.pts = info.pts if info.pts is not None else self.frames_written
-            fr.time_base = self.spec.time_base
+            raw = info.pts if info.pts is not None else self.frames_written
             if self.first_pts is None:
-                self.first_pts = fr.pts
+                self.offset = raw if self._trimmed() else 0
+                self.first_pts = raw - self.offset
+            fr.pts = raw - self.offset
+            fr.time_base = self.spec.time_base
             step = info.duration or _frame_step(self.spec)
             fr.duration = step  # packet durations make the container's average rate exact
             for p in self.stream.encode(fr):
@@ -330,7 +336,7 @@ class VideoSink(Sink):
         tmp = dest.with_name(f".{dest.stem}.vsrkit-tmp{dest.suffix}")
         try:
             _remux(self.tmp_video, self.source, tmp, self.opts, self.notice, end_seconds,
-                   self._start_seconds(), self._video_shift())
+                   self._start_seconds(), self._video_shift(), self.offset * self.spec.time_base)
             os.replace(tmp, dest)
         finally:
             for f in (tmp, self.tmp_video):
@@ -357,12 +363,12 @@ class VideoSink(Sink):
         may lie before 0), the first written frame's time for a trimmed range."""
         if self.first_pts is None or not self._trimmed():
             return None
-        return float(self.first_pts * self.spec.time_base)
+        return float((self.first_pts + self.offset) * self.spec.time_base)
 
     def _end_seconds(self, partial: bool) -> float | None:
         if self.last_end is None or not (partial or self._trimmed()):
             return None
-        return float(self.last_end * self.spec.time_base)
+        return float((self.last_end + self.offset) * self.spec.time_base)
 
     def close(self) -> Path:
         if self.frames_written == 0:
@@ -407,10 +413,12 @@ def _quality_to_crf(q: int, codec: str) -> int:
 
 def _remux(video: Path, source, dest: Path, opts: Options, notice: Callable[[str], None],
            end_seconds: float | None, start_seconds: float | None,
-           video_shift: Fraction = Fraction(0)) -> None:
+           video_shift: Fraction = Fraction(0), offset: Fraction = Fraction(0)) -> None:
     """Video packets from ``video`` + the input's other streams, merged by decode time, so
     memory stays bounded. Streams the container can't hold: audio is re-encoded (one notice),
-    anything else is reported, never dropped silently."""
+    anything else is reported, never dropped silently. ``start_seconds``/``end_seconds``: the
+    written range in the input's timeline (None: open); ``offset``: seconds the output's
+    timeline lies before the input's (a trimmed output starts at 0)."""
     opened = []
 
     def open_(path):
@@ -479,22 +487,36 @@ def _remux(video: Path, source, dest: Path, opts: Options, notice: Callable[[str
                     notice(f"audio stream {s.index} ({name}) cannot be copied into {ext}; "
                            f"re-encoded to {codec}")
                     gens.append(_reencoded_audio(open_(source.path), s.index, out, codec,
-                                                 targets, start_seconds, end_seconds))
+                                                 targets, start_seconds, end_seconds, offset))
                 else:
                     notice(f"{kind} stream {s.index} ({name}) cannot be stored in {ext} and was "
                            f"not copied; use {hint} to keep it")
             if copy:
-                gens.append(_packets(src, copy, "s"))
+                gens.append(_packets(src, copy, "s", -float(offset)))
             out.metadata.update(src.metadata)
+            chapters = shift_chapters(clip_chapters(chapters, start_seconds, end_seconds), offset)
             if chapters:
                 out.set_chapters(chapters)
+        # the written range in the output's timeline
+        lo = None if start_seconds is None else start_seconds - float(offset)
+        hi = None if end_seconds is None else end_seconds - float(offset)
         for t, tag, p in heapq.merge(*gens, key=lambda x: x[0]):
-            # copied packets are cut to the video's range; one straddling the start stays,
-            # so the other streams cover the first frame
-            if tag == "s" and ((end_seconds is not None and t >= end_seconds - 1e-6) or (
-                    start_seconds is not None
-                    and t + float((p.duration or 0) * p.time_base) <= start_seconds + 1e-6)):
-                continue
+            if tag == "s":
+                # copied packets are cut to the video's range: those starting before it are
+                # dropped (a gap of less than one packet), but a subtitle cue showing at the
+                # start is kept from the start on
+                if hi is not None and t >= hi - 1e-6:
+                    continue
+                ticks = int(round(offset / p.time_base))
+                if lo is not None and t < lo - 1e-6:
+                    cut = math.ceil(float((Fraction(start_seconds) - p.pts * p.time_base)
+                                          / p.time_base) - 1e-6) if p.pts is not None else 0
+                    if p.stream.type != "subtitle" or not p.duration or cut >= p.duration:
+                        continue
+                    p.pts, p.dts, p.duration = p.pts + cut, p.pts + cut, p.duration - cut
+                if ticks:
+                    p.pts = p.pts - ticks if p.pts is not None else None
+                    p.dts = p.dts - ticks if p.dts is not None else None
             if tag == "v" and video_shift:
                 ticks = int(round(video_shift / p.time_base))
                 p.pts = p.pts - ticks if p.pts is not None else None
@@ -533,6 +555,31 @@ def _copy_tags(src_stream, dst_stream) -> None:
         dst_stream.disposition = src_stream.disposition
 
 
+def shift_chapters(chapters: list[dict], offset: Fraction) -> list[dict]:
+    """Chapters moved ``offset`` seconds earlier (a trimmed output's timeline)."""
+    out = []
+    for ch in chapters:
+        ticks = int(round(offset / Fraction(ch["time_base"])))
+        out.append({**ch, "start": ch["start"] - ticks, "end": ch["end"] - ticks})
+    return out
+
+
+def clip_chapters(chapters: list[dict], start: float | None, end: float | None) -> list[dict]:
+    """Chapters cut to the written range [start, end) seconds (None: open), in the input's
+    timeline, as the video keeps its timestamps; chapters outside it are dropped."""
+    kept = []
+    for ch in chapters:
+        tb = Fraction(ch["time_base"])
+        lo, hi = ch["start"], ch["end"]
+        if start is not None:
+            lo = max(lo, int(math.ceil(Fraction(start) / tb)))
+        if end is not None:
+            hi = min(hi, int(Fraction(end) / tb))
+        if hi > lo:
+            kept.append({**ch, "start": lo, "end": hi})
+    return kept
+
+
 def _chapter_track(s, chapters) -> bool:
     """MP4/MOV keep chapters in a text track that FFmpeg shows as a data stream of no codec."""
     return bool(chapters) and s.type == "data" and s.codec_context is None
@@ -552,7 +599,8 @@ def _packets(container, streams, tag: str, offset: float = 0.0
         yield float(ts * p.time_base) + offset, tag, p
 
 
-def _reencoded_audio(src, index: int, out, codec: str, targets, start_seconds, end_seconds):
+def _reencoded_audio(src, index: int, out, codec: str, targets, start_seconds, end_seconds,
+                     offset: Fraction = Fraction(0)):
     s = src.streams[index]
     cc = s.codec_context
     o = out.add_stream(codec, rate=cc.sample_rate, layout=cc.layout.name)
@@ -565,6 +613,9 @@ def _reencoded_audio(src, index: int, out, codec: str, targets, start_seconds, e
         def emit(packets):
             for p in packets:
                 if p.dts is not None:
+                    ticks = int(round(offset / p.time_base))  # into the output's timeline
+                    p.pts = p.pts - ticks if p.pts is not None else None
+                    p.dts -= ticks
                     yield float(p.dts * p.time_base), "r", p
 
         for frame in src.decode(s):
