@@ -28,4 +28,4 @@ def test_wavelet_keeps_detail_of_output_and_colors_of_reference():
 
 def test_unknown_method_is_a_usage_error():
     with pytest.raises(UsageError):
-        color_fix(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4), "lab")
+        color_fix(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4), "sepia")
