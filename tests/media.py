@@ -10,6 +10,11 @@ import av
 import numpy as np
 
 
+# HDR10 static metadata in x265's units (BT.2020 display, 1000 cd/m2, MaxCLL 1000, MaxFALL 400)
+HDR10_X265 = ("master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)"
+              "L(10000000,1):max-cll=1000,400")
+
+
 def gradient(i: int, w: int, h: int, bits: int = 8) -> np.ndarray:
     """Frame ``i``: (H, W, 3) uint8 or uint16 (full 16-bit scale) moving gradient."""
     y, x = np.mgrid[0:h, 0:w]
@@ -28,7 +33,7 @@ def make_video(path, *, frames: int = 24, size: tuple[int, int] = (64, 48),
                vfr: bool = False, rotation: int = 0, color: dict | None = None,
                chapters: bool = False, metadata: dict | None = None,
                sar: Fraction | None = None, stream_tags: dict | None = None,
-               attachment: bool = False, gop: int | None = None) -> Path:
+               attachment: bool = False, gop: int | None = None, hdr: bool = False) -> Path:
     """Write a clip. ``audio``: None, 'aac', 'pcm_s16le', 'flac', 'opus'. ``vfr``: timestamps
     with irregular steps (in a 1/90000 time base). ``color``: codec-context color ints, e.g.
     ``dict(color_primaries=9, color_trc=16, colorspace=9, color_range=1)``."""
@@ -39,7 +44,7 @@ def make_video(path, *, frames: int = 24, size: tuple[int, int] = (64, 48),
     with av.open(str(path), "w") as c:
         opts = {"preset": "ultrafast"} if codec in ("libx264", "libx265") else {}
         if codec == "libx265":
-            opts["x265-params"] = "log-level=error"
+            opts["x265-params"] = "log-level=error" + (":" + HDR10_X265 if hdr else "")
         v = c.add_stream(codec, rate=rate, options=opts)
         v.width, v.height, v.pix_fmt = w, h, pix_fmt
         if gop:

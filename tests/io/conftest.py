@@ -22,9 +22,9 @@ def h264_aac(media_dir):
 
 @pytest.fixture(scope="session")
 def hevc10(media_dir):
-    """MKV: HEVC 10-bit, BT.2020 PQ tags."""
+    """MKV: HEVC 10-bit, BT.2020 PQ tags, HDR10 mastering display and light level."""
     return make_video(media_dir / "hevc10.mkv", frames=8, codec="libx265",
-                      pix_fmt="yuv420p10le", color=HDR10)
+                      pix_fmt="yuv420p10le", color=HDR10, hdr=True)
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,10 @@ def test_probe_depth_color_rotation_vfr_subtitles(hevc10, rotated, vfr, subs):
     assert (v["bit_depth"], v["pix_fmt"]) == (10, "yuv420p10le")
     assert (v["color_primaries"], v["color_transfer"], v["color_matrix"], v["color_range"]) == (
         "bt2020", "smpte2084", "bt2020nc", "tv")
+    assert v["hdr"]["max_cll"] == 1000 and v["hdr"]["luminance_min_max"] == [0.0001, 1000.0]
     assert "bt2020/smpte2084/bt2020nc/tv" in format_probe(probe(hevc10))
+    assert "HDR10 mastering 1000/0.0001 cd/m2 MaxCLL 1000 MaxFALL 400" in format_probe(probe(hevc10))
+    json.dumps(probe(hevc10))
     v = probe(rotated)["streams"][0]
     assert (v["rotation"], v["sar"]) == (90, "4/3")
     assert "rotation 90" in format_probe(probe(rotated))

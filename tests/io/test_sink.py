@@ -143,6 +143,17 @@ def test_10bit_in_10bit_out_with_color_tags(hevc10, tmp_path):
     assert (spec.color.primaries, spec.color.transfer, spec.color.matrix, spec.color.range) == (
         "bt2020", "smpte2084", "bt2020nc", "tv")
     assert len(frames) == 8 and frames[0].dtype == torch.uint16
+    with open_source(hevc10, Options()) as src, open_source(out, Options()) as back:
+        assert src.hdr is not None and src.hdr.max_cll == 1000 and src.hdr.max_fall == 400
+        assert src.hdr.luminance == (Fraction(1, 10000), 1000)
+        assert back.hdr == src.hdr  # HDR10 metadata carried
+    out, notes = transcode(hevc10, tmp_path / "o_av1.mkv", codec="av1")
+    with open_source(hevc10, Options()) as src, open_source(out, Options()) as back:
+        assert back.hdr.max_cll == 1000 and back.hdr.luminance[1] == 1000
+        assert [float(a) for a in back.hdr.white_point] == pytest.approx(
+            [float(a) for a in src.hdr.white_point], abs=1e-4)  # AV1 stores 16-bit fixed point
+    out, notes = transcode(hevc10, tmp_path / "o_h264.mkv", codec="h264")
+    assert len(notes) == 1 and "HDR10" in notes[0]
     # 10-bit out into MP4 and MOV too (HEVC), ProRes is 10-bit always
     out, _ = transcode(hevc10, tmp_path / "o.mov", codec="prores")
     assert video(out)[0].pix_fmt == "yuv422p10le"

@@ -48,10 +48,22 @@ def probe(path: str | os.PathLike) -> dict:
     if video:  # rotation and VFR need packets and a decoded frame: the source knows how
         try:
             with open_source(p, Options()) as src:
-                video[0].update(rotation=src.spec.rotation, vfr=src.spec.vfr)
+                video[0].update(rotation=src.spec.rotation, vfr=src.spec.vfr,
+                                hdr=_hdr(src.hdr))
         except InputError as e:
             video[0]["error"] = str(e)
     return info
+
+
+def _hdr(h) -> dict | None:
+    """HDR10 metadata as plain numbers (chromaticities, cd/m²)."""
+    if h is None:
+        return None
+    pair = lambda p: [round(float(p[0]), 4), round(float(p[1]), 4)]  # noqa: E731
+    return {"primaries_rgb": [pair(p) for p in h.primaries] if h.primaries else None,
+            "white_point": pair(h.white_point) if h.white_point else None,
+            "luminance_min_max": pair(h.luminance) if h.luminance else None,
+            "max_cll": h.max_cll, "max_fall": h.max_fall}
 
 
 def _stream(s) -> dict:
@@ -111,6 +123,12 @@ def _details(s: dict) -> str:
                                            "color_range")]
         if any(c != "-" for c in color):
             parts.append("color " + "/".join(color) + " (primaries/transfer/matrix/range)")
+        hdr = s.get("hdr")
+        if hdr:
+            lum = hdr.get("luminance_min_max")
+            parts.append("HDR10" + (f" mastering {lum[1]:g}/{lum[0]:g} cd/m2" if lum else "")
+                         + (f" MaxCLL {hdr['max_cll']} MaxFALL {hdr['max_fall']}"
+                            if hdr.get("max_cll") is not None else ""))
         if s.get("rotation"):
             parts.append(f"rotation {s['rotation']}")
         if s.get("sar") and s["sar"] != "1":

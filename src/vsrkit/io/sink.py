@@ -25,7 +25,7 @@ import torch
 from ..errors import OutputError, UsageError
 from ..frames import FrameInfo, StreamSpec
 from ..options import Options
-from .colortags import SWSCALE_MATRICES, code_of
+from .colortags import SWSCALE_MATRICES, HdrMetadata, code_of
 from .source import _frame_step
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole config to stderr otherwise
@@ -256,6 +256,12 @@ class VideoSink(Sink):
         self.tmp_video = output.with_name(f".{output.stem}.vsrkit-video{inter}")
         self.container = av.open(str(self.tmp_video), "w")
         options = {}
+        # HDR10 mastering display and light level: x265 and SVT-AV1 write them as the input has
+        # them; the other encoders have no place for them (said once)
+        hdr = getattr(source, "hdr", None) or HdrMetadata()
+        if hdr != HdrMetadata() and self.codec not in ("hevc", "av1"):
+            notice(f"the input's HDR10 mastering metadata is not written by {self.codec}; use "
+                   "--codec hevc or av1 to keep it")
         if crf_max is not None:
             crf = opts.crf if opts.crf is not None else (
                 _quality_to_crf(opts.quality, self.codec) if opts.quality else DEFAULT_CRF[self.codec])
@@ -264,9 +270,11 @@ class VideoSink(Sink):
                 options["preset"] = "medium"
             elif self.codec == "hevc":
                 options["preset"] = "medium"
-                options["x265-params"] = "log-level=error"
+                options["x265-params"] = ":".join(["log-level=error"] + hdr.x265_params())
             elif self.codec == "av1":
                 options["preset"] = "8"
+                if hdr.svtav1_params():
+                    options["svtav1-params"] = ":".join(hdr.svtav1_params())
         elif self.codec == "ffv1":
             options.update(FFV1_FAST)
         elif self.codec == "prores":

@@ -27,7 +27,7 @@ import torch
 from ..errors import InputError
 from ..frames import ColorTags, FrameInfo, StreamSpec
 from ..options import Options, parse_frame_range, parse_rate, parse_time
-from .colortags import tags_of
+from .colortags import HdrMetadata, hdr_of, tags_of
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 VIDEO_EXTS = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mts", ".m2ts", ".mxf",
@@ -112,6 +112,7 @@ class Source:
 
     spec: StreamSpec
     path: Path
+    hdr = None  # HdrMetadata (mastering display, light level) where the input has it
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, FrameInfo]]:
         raise NotImplementedError
@@ -204,9 +205,10 @@ class VideoSource(Source):
             vfr=_timestamps_vary(path, vs.index, rate, tb), duration=duration)
         self._events = self._decode()
         self._head = self._peek()
-        # rotation lives in the display matrix, which FFmpeg hands over on decoded frames
+        # rotation (display matrix) and HDR10 metadata are handed over on decoded frames
         first = self._head[-1][1]
         self.spec = dataclasses.replace(self.spec, rotation=int(round(first.rotation or 0)))
+        self.hdr: HdrMetadata | None = hdr_of(first)
 
     def _peek(self) -> list[tuple]:
         """Events up to the first decoded frame (kept and yielded first, not decoded twice)."""
