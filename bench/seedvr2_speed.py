@@ -28,6 +28,7 @@ def main():
     ap.add_argument("--frames", type=int, default=21)
     ap.add_argument("--height", type=int, default=1080)
     ap.add_argument("--width", type=int, default=1920)
+    ap.add_argument("--vae-tile", type=int, default=512, help="VAE tile in output px (0: none)")
     a = ap.parse_args()
     dev, dt = torch.device("cuda"), torch.bfloat16
     cfg = dit_3b() if a.model == "3b" else dit_7b()
@@ -63,12 +64,17 @@ def main():
     with torch.no_grad():
         for rep in range(2):  # first run warms up kernels
             torch.cuda.reset_peak_memory_stats()
-            h, t_enc = timed(lambda: vae.encode_moments(x, 1))
+            enc = lambda v: vae.encode_moments(v, 1)  # noqa: E731
+            dec = lambda z_: vae.decode(z_, 1)  # noqa: E731
+            if a.vae_tile:  # as --tiled-vae: 1080p does not fit in one piece
+                enc = lambda v, f=enc: vae.tiled(f, v, 1 / 8, a.vae_tile, 64, 8)  # noqa: E731
+                dec = lambda z_, f=dec: vae.tiled(f, z_, 8, a.vae_tile // 8, 8, 1)  # noqa: E731
+            h, t_enc = timed(lambda: enc(x))
             z = h[:, :16].permute(0, 2, 3, 4, 1)[0]  # (t, h, w, 16)
             inp = torch.cat([torch.randn_like(z), z, torch.ones_like(z[..., :1])], -1)
             lay = make_layout(cfg, (z.shape[0], z.shape[1] // 2, z.shape[2] // 2), 58, dev)
             v, t_dit = timed(lambda: dit(inp, txt, 1000.0, lay))
-            out, t_dec = timed(lambda: vae.decode(v.permute(3, 0, 1, 2)[None], 1))
+            out, t_dec = timed(lambda: dec(v.permute(3, 0, 1, 2)[None]))
             peak = torch.cuda.max_memory_allocated() / 2**30
             total = t_enc + t_dit + t_dec
             print(f"run {rep}: {a.model} {a.frames} frames {W}x{H}: encode {t_enc:.2f}s, DiT {t_dit:.2f}s, "
