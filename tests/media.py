@@ -33,7 +33,8 @@ def make_video(path, *, frames: int = 24, size: tuple[int, int] = (64, 48),
                vfr: bool = False, rotation: int = 0, color: dict | None = None,
                chapters: bool = False, metadata: dict | None = None,
                sar: Fraction | None = None, stream_tags: dict | None = None,
-               attachment: bool = False, gop: int | None = None, hdr: bool = False) -> Path:
+               attachment: bool = False, gop: int | None = None, hdr: bool = False,
+               bframes: int = 0) -> Path:
     """Write a clip. ``audio``: None, 'aac', 'pcm_s16le', 'flac', 'opus'. ``vfr``: timestamps
     with irregular steps (in a 1/90000 time base). ``color``: codec-context color ints, e.g.
     ``dict(color_primaries=9, color_trc=16, colorspace=9, color_range=1)``."""
@@ -45,6 +46,8 @@ def make_video(path, *, frames: int = 24, size: tuple[int, int] = (64, 48),
         opts = {"preset": "ultrafast"} if codec in ("libx264", "libx265") else {}
         if codec == "libx265":
             opts["x265-params"] = "log-level=error" + (":" + HDR10_X265 if hdr else "")
+        if bframes and codec == "libx264":
+            opts["x264-params"] = f"bframes={bframes}"  # reordered frames (ultrafast has none)
         v = c.add_stream(codec, rate=rate, options=opts)
         v.width, v.height, v.pix_fmt = w, h, pix_fmt
         if gop:

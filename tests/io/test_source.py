@@ -180,8 +180,9 @@ def test_late_range_seeks_and_equals_decoding_from_the_start(tmp_path, monkeypat
 
 # -- damaged files ---------------------------------------------------------------------------
 
-def test_corrupt_mid_stream_names_frame_and_time_or_conceals(tmp_path):
-    clip = make_video(tmp_path / "c.mp4", frames=60)
+@pytest.mark.parametrize("ext,bframes", [(".mp4", 0), (".mov", 3)])
+def test_corrupt_mid_stream_names_frame_and_time_or_conceals(tmp_path, ext, bframes):
+    clip = make_video(tmp_path / f"c{ext}", frames=60, bframes=bframes, size=(96, 64))
     reference = av_pts(clip)
     corrupt(clip, at=0.5)
     with pytest.raises(InputError, match=r"corrupt stream at frame \d+ \(\d+\.\d+ s\).*--ignore-errors"):

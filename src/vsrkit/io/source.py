@@ -186,6 +186,10 @@ class VideoSource(Source):
         self.stream = vs = self.container.streams.video[0]
         vs.thread_type = "AUTO"
         cc = vs.codec_context
+        if cc is None:
+            self.container.close()
+            raise InputError(f"{path}: its video stream has a codec FFmpeg cannot decode "
+                             "(unknown, or a damaged header)")
         if cc.width <= 0 or cc.height <= 0:
             self.container.close()
             raise InputError(f"{path}: video stream has no size (corrupt header)")
@@ -229,14 +233,18 @@ class VideoSource(Source):
         ("broken", None, why) at the end when the demuxer gave up before the end."""
         vs = self.stream
         sent: list[int] = []  # heap: pts of packets given to the decoder, not yet seen as frames
-        error: str | None = None  # a decode error since the last frame came out
+        # a decode error, in force until a frame comes out from after every packet sent
+        # before it (frames the decoder drops after an error, without raising, are lost too;
+        # a delayed B-frame from before the error does not end it)
+        error: str | None = None
+        horizon: int | None = None
         broken: str | None = None
 
         def out(frames):
             nonlocal error, sent
             for f in frames:
                 if f.pts is None:
-                    sent = []  # the decoder does not carry timestamps: nothing to match
+                    sent, error = [], None  # the decoder gives no timestamps: nothing to match
                 else:
                     while sent and sent[0] < f.pts:
                         pts = heapq.heappop(sent)
@@ -245,7 +253,8 @@ class VideoSource(Source):
                             yield ("lost", pts, error)
                     if sent and sent[0] == f.pts:
                         heapq.heappop(sent)
-                error = None
+                    if horizon is None or f.pts > horizon:
+                        error = None
                 yield ("frame", f)
 
         packets = self.container.demux(vs)
@@ -268,6 +277,7 @@ class VideoSource(Source):
                 frames = []
             except av.error.FFmpegError as e:
                 error, frames = _why(e), []
+                horizon = max(sent) if sent else horizon
             yield from out(frames)
         if not flushed:
             try:
