@@ -38,7 +38,8 @@ from .windows import pick_attention
 MULTIPLE = 16  # output pixels: 8x VAE, 2x2 patch
 DEFAULT_BATCH = 33  # frames per temporal batch (4n+1) when --batch-frames is not given
 DEFAULT_OVERLAP = 4
-DEFAULT_VAE_TILE, DEFAULT_VAE_OVERLAP = 1024, 128  # output pixels
+DEFAULT_VAE_TILE, DEFAULT_VAE_OVERLAP = 512, 64  # output pixels
+AUTO_TILE_PIXELS = 1_000_000  # canvas area above which the VAE runs in tiles on CUDA
 INPUT_NOISE_OFFSET = 3_000_000  # --input-noise-scale: pixel noise of frame f, seed + this + f
 INPUT_NOISE_AMPLITUDE = 0.025  # numz: x*(1-s/2) + (x + 0.05*n)*s/2 = x + 0.025*s*n
 
@@ -101,13 +102,17 @@ class SeedVR2Engine(Engine):
         tile = opts.vae_tile_size or DEFAULT_VAE_TILE
         tile_ov = opts.vae_tile_overlap if opts.vae_tile_overlap is not None else DEFAULT_VAE_OVERLAP
         stride = length - overlap
+        tiled = opts.tiled_vae
+        if not tiled and device.type == "cuda" and canvas[0] * canvas[1] > AUTO_TILE_PIXELS:
+            tiled = True  # the untiled VAE needs > 60 GiB at 1080p (measured on the H100)
+            notes.append(f"VAE in {tile}px tiles (auto above {AUTO_TILE_PIXELS / 1e6:.1f} MP)")
         return EnginePlan(
             self.name, (spec.height, spec.width), (oh, ow), str(device), dtype_name(dtype),
             details={"resize": (rh, rw), "fit": opts.fit, "canvas": canvas, "seed": opts.seed,
                      "batch_frames": length, "temporal_overlap": overlap, "color_fix": fix,
                      "attention": attention, "input_noise_scale": opts.input_noise_scale,
                      "latent_noise_scale": opts.latent_noise_scale,
-                     "vae_tiles": (tile, tile_ov) if opts.tiled_vae else None},
+                     "vae_tiles": (tile, tile_ov) if tiled else None},
             notes=notes, latency_frames=length, warmup_frames=length, lookahead_frames=length,
             frame_align=stride)
 
