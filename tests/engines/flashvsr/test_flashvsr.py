@@ -1,7 +1,6 @@
 """FlashVSR engine on CPU with tiny random checkpoints in the official file layout."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,13 +12,13 @@ import torch
 
 import vsrkit
 from tests.engines.flashvsr.tiny import make_tiny_flashvsr
+from tests.parity import PARITY_ROOT
 from tests.media import make_image_sequence, make_video
 from vsrkit.engines.flashvsr.dit import DiTConfig, WanDiT, local_mask
 from vsrkit.engines.flashvsr.lq_proj import LQProjector
 from vsrkit.engines.flashvsr.tcdecoder import TCDecoder
 
-PARITY = Path(os.environ.get("VSRKIT_PARITY_DIR",
-                             Path(__file__).resolve().parents[3] / ".." / "shared" / "parity"))
+PARITY = PARITY_ROOT
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,12 @@
 """Shared paths of the SeedVR2 tests."""
 
-import os
 from pathlib import Path
 
 import pytest
 
-PARITY = Path(os.environ.get("VSRKIT_PARITY_DIR",
-                             Path(__file__).resolve().parents[3] / ".." / "shared" / "parity")) / "seedvr2"
+from tests.parity import PARITY_ROOT
+
+PARITY = PARITY_ROOT / "seedvr2"
 TINY = PARITY / "weights" / "tiny"
 DATA = Path(__file__).parent / "data"
 
