@@ -89,6 +89,11 @@ def setup(variant, loaded):
     fmt = torch.channels_last if variant == "cl" else torch.contiguous_format
     tc.to(memory_format=fmt)
     if variant == "compile":
+        # FlexAttention is compiled on its own; inlined into a block's graph inductor picks a
+        # config that needs more shared memory than an H100 has
+        from vsrkit.ops import attention
+
+        attention.ATTENTION["flex"] = torch.compiler.disable(attention.sparse_attention_flex)
         for b in dit.blocks:
             b.forward = torch.compile(b.forward, dynamic=False)
 
