@@ -37,3 +37,23 @@ def make_tiny_flashvsr(folder, seed: int = 0, dim: int = 256, layers: int = 2) -
     torch.save(rand(TCDecoder([64, 32, 16, 16])), folder / "TCDecoder.ckpt")
     torch.save(torch.randn(1, 16, 64, generator=g), folder / "posi_prompt.pth")
     return folder
+
+
+def make_tiny_wan_vae(seed: int = 0, dim: int = 8) -> dict:
+    """A random Wan2.1 VAE state dict at width ``dim`` (published: 96), every key of the file.
+
+    Convolutions get fan-in scaled weights and a residual branch small enough that the decoded
+    frames stay mostly inside [-1, 1] (the decoder clamps; saturated pixels would test nothing).
+    """
+    from vsrkit.engines.flashvsr.wan_vae import WanVAE, WanVAEConfig
+
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for k, v in WanVAE(WanVAEConfig(dim=dim)).state_dict().items():
+        if k.endswith("gamma"):
+            sd[k] = 1 + 0.1 * torch.randn(v.shape, generator=g)
+        elif v.ndim > 1:
+            sd[k] = torch.randn(v.shape, generator=g) / v[0].numel() ** 0.5
+        else:
+            sd[k] = 0.05 * torch.randn(v.shape, generator=g)
+    return sd
