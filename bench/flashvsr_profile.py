@@ -7,11 +7,10 @@ then a torch.profiler kernel table for the last variant.
 
     python bench/flashvsr_profile.py [--size 768x1408] [--frames 101] [--variants base,cudnn,...]
 
-Variants (cumulative left to right is the natural reading, but each is set up on its own):
-  base     the engine as it ships
-  cudnn    torch.backends.cudnn.benchmark = True (the convolutions pick their fastest algorithm)
-  cl       cudnn + TCDecoder and LQ projector in channels_last
-  compile  cudnn + torch.compile of the DiT blocks (the engine's --compile path)
+Variants: flags joined by '+' (each variant is set up on its own): ``bench`` =
+torch.backends.cudnn.benchmark (convolutions pick their fastest algorithm), ``cl`` = the TCDecoder
+in channels_last, ``compile`` = torch.compile of each DiT block, ``tune`` = FlexAttention compiled with
+max-autotune (tries several tile configs per shape); ``base`` = none.
 """
 
 from __future__ import annotations
@@ -84,43 +83,58 @@ def timed_run(loaded, h, w, n, timer=None, seed=1):
 
 
 def setup(variant, loaded):
-    torch.backends.cudnn.benchmark = variant != "base"
+    """``variant``: flags joined by '+': bench (cudnn.benchmark), cl (channels_last decoder),
+    compile (torch.compile of each DiT block), tune (FlexAttention autotuned); ``base`` is none."""
+    flags = set(variant.split("+"))
+    torch.backends.cudnn.benchmark = "bench" in flags
     (dit, lq, tc), *_ = loaded
-    fmt = torch.channels_last if variant == "cl" else torch.contiguous_format
-    tc.to(memory_format=fmt)
-    if variant == "compile":
+    tc.to(memory_format=torch.channels_last if "cl" in flags else torch.contiguous_format)
+    from vsrkit.ops import attention
+
+    for b in dit.blocks:
+        b.__dict__.pop("forward", None)
+    from torch.nn.attention.flex_attention import flex_attention
+
+    attention._FLEX = (torch.compile(flex_attention, dynamic=False, mode="max-autotune-no-cudagraphs")
+                       if "tune" in flags else None)
+    if "compile" in flags:
         # FlexAttention is compiled on its own; inlined into a block's graph inductor picks a
         # config that needs more shared memory than an H100 has
-        from vsrkit.ops import attention
-
         attention.ATTENTION["flex"] = torch.compiler.disable(attention.sparse_attention_flex)
         for b in dit.blocks:
             b.forward = torch.compile(b.forward, dynamic=False)
 
 
+def measure(variant, loaded, h, w, n):
+    setup(variant, loaded)
+    t0 = time.perf_counter()
+    timed_run(loaded, h, w, 49)  # warm-up: every step shape of a stream
+    warm = time.perf_counter() - t0
+    torch.cuda.reset_peak_memory_stats()
+    secs = timed_run(loaded, h, w, n)
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    timer = Timer()
+    split_s = timed_run(loaded, h, w, n, timer)
+    print(f"{variant:18s} {n / secs:6.2f} FPS, peak {peak:.1f} GiB, warm-up {warm:.0f} s"
+          f" | split: {timer.report(split_s, n)}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--size", default="768x1408")
+    ap.add_argument("--size", default="768x1408", help="HxW output, or several: 768x1408,1280x1920")
     ap.add_argument("--frames", type=int, default=101)
-    ap.add_argument("--variants", default="base,cudnn,cl,compile")
+    ap.add_argument("--variants", default="base,bench,bench+cl,bench+compile,bench+cl+compile")
     ap.add_argument("--profile", action="store_true", help="kernel table of the last variant")
     args = ap.parse_args()
-    h, w = map(int, args.size.split("x"))
-    print(torch.cuda.get_device_name(), torch.__version__, f"{w}x{h}, {args.frames} frames")
+    print(torch.cuda.get_device_name(), torch.__version__)
     loaded = random_models("cuda", torch.bfloat16)
-    for variant in args.variants.split(","):
-        setup(variant, loaded)
-        t0 = time.perf_counter()
-        timed_run(loaded, h, w, 49)  # warm-up: every step shape of a stream
-        warm = time.perf_counter() - t0
-        torch.cuda.reset_peak_memory_stats()
-        secs = timed_run(loaded, h, w, args.frames)
-        peak = torch.cuda.max_memory_allocated() / 2**30
-        timer = Timer()
-        split_s = timed_run(loaded, h, w, args.frames, timer)
-        print(f"{variant:8s} {args.frames / secs:6.2f} FPS, peak {peak:.1f} GiB, warm-up {warm:.0f} s"
-              f" | split: {timer.report(split_s, args.frames)}", flush=True)
+    for size in args.size.split(","):
+        h, w = map(int, size.split("x"))
+        print(f"output {w}x{h}, {args.frames} frames")
+        for variant in args.variants.split(","):
+            measure(variant, loaded, h, w, args.frames)
     if args.profile:
+
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
