@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.engines.flashvsr.test_flashvsr import PARITY
+from tests.parity import PARITY_ROOT as PARITY
 from tests.engines.flashvsr.tiny import make_tiny_wan_vae
 from vsrkit.engines.flashvsr.wan_vae import VAEStream, WanVAE, WanVAEConfig, load_wan_vae
 from vsrkit.errors import WeightsError

@@ -1,10 +1,15 @@
-"""FlashVSR (v1, v1.1; Tiny and Tiny-Long) as a streaming vsrkit engine.
+"""FlashVSR (v1, v1.1; Tiny, Tiny-Long and Full) as a streaming vsrkit engine.
 
 Frames leave as soon as they are final: step 0 needs 25 LQ frames and emits 21, every later step
 reads 8 more and emits 8 (the model looks 4 frames ahead). At the end of the stream the input is
 padded with copies of its last frame to the model's frame grid and the output trimmed, so N frames
 in give exactly N frames out for any N (the official scripts drop up to 7 frames and need N >= 21).
 Sizes are padded to 128-px multiples at 4x (replicate) and cropped back: no content is cut.
+
+The variants share the DiT, the LQ projector and the schedule and differ in the decoder that turns
+a step's latents into frames: Tiny and Tiny-Long the TCDecoder (which also reads the LQ frames),
+Full the Wan2.1 VAE (``wan_vae.py``, streamed one latent at a time). Both follow one interface
+(``decoder.py``), so step 0 gives 21 frames and every later step 8 with either.
 """
 
 from __future__ import annotations
@@ -29,13 +34,19 @@ from ...ops.attention import pick_attention
 from .dit import DiTConfig, WanDiT
 from .lcsa import local_mask
 from .lq_proj import LQProjector
+from .decoder import FrameDecoder
 from .tcdecoder import TCDecoder
+from .wan_vae import DEFAULT_OVERLAP as VAE_OVERLAP
+from .wan_vae import DEFAULT_TILE as VAE_TILE
+from .wan_vae import VAEStream, WanVAE, load_wan_vae
 
 MULTIPLE = 128  # output pixels: LCSA windows are 8x8 patches of 16 px
 REPOS = {"v1.1": "JunhaoZhuang/FlashVSR-v1.1", "v1": "JunhaoZhuang/FlashVSR"}
 PROMPT_URL = ("https://raw.githubusercontent.com/OpenImagingLab/FlashVSR/main/examples/WanVSR/"
               "prompt_tensor/posi_prompt.pth")
 FILES = ("diffusion_pytorch_model_streaming_dmd.safetensors", "LQ_proj_in.ckpt", "TCDecoder.ckpt")
+VAE_FILE = "Wan2.1_VAE.pth"  # Full only: fetched and read only when --variant full runs
+VARIANTS = ("tiny", "tiny-long", "full")
 FIRST_STEP_IN, FIRST_STEP_OUT, STEP = 25, 21, 8
 
 
@@ -55,32 +66,40 @@ class FlashVSREngine(Engine):
         self.name = model_id
         self.version = version
         self.variant = opts.variant or "tiny"
-        if self.variant not in ("tiny", "tiny-long"):
+        if self.variant not in VARIANTS:
             from ...errors import UsageError
 
-            raise UsageError(f"--variant {self.variant!r}: this build runs tiny and tiny-long "
-                             "(full, with the Wan VAE decoder, is not available yet)")
-        self.weights_dir = opts.weights
+            raise UsageError(f"--variant {self.variant!r}: FlashVSR offers {', '.join(VARIANTS)}")
+        self.full = self.variant == "full"
+        self.weights_dir, self.vae_path = opts.weights, opts.vae
         self.models = None
 
     def weight_files(self) -> list:
         repo = REPOS[self.version]
-        return [hub.WeightFile(f, repo) for f in FILES] + [hub.WeightFile("posi_prompt.pth", url=PROMPT_URL)]
+        decoder = VAE_FILE if self.full else FILES[2]
+        return [hub.WeightFile(f, repo) for f in (*FILES[:2], decoder)] + \
+            [hub.WeightFile("posi_prompt.pth", url=PROMPT_URL)]
+
+    def _resolve(self) -> dict:
+        """Local paths of this variant's files; ``--vae PATH`` stands in for the VAE."""
+        return hub.resolve(self.weight_files(), model_id=self.name, weights_dir=self.weights_dir,
+                           overrides={VAE_FILE: self.vae_path} if self.full else None,
+                           download_flags=" --variant full" if self.full else "")
 
     def plan(self, spec, opts) -> EnginePlan:
         # options this engine does not implement yet fail here, never silently
         from ...errors import UsageError
 
         for flag, unsupported in (("--fit crop", opts.fit == "crop"),
-                                  ("--tile-size", opts.tile_size is not None),
-                                  ("--tiled-vae", opts.tiled_vae), ("--unload-dit", opts.unload_dit)):
+                                  ("--tile-size", opts.tile_size is not None)):
             if unsupported:
                 raise UsageError(f"{flag} is not available for FlashVSR yet")
+        vae_tiles = self._vae_tiles(opts)
         fix = "adain" if opts.color_fix == "auto" else opts.color_fix
         if fix not in COLOR_METHODS:
             raise UsageError(f"--color-fix {fix}: FlashVSR offers {', '.join(COLOR_METHODS)}")
         # weights are checked here, before any heavy work: a missing file is one clear line
-        hub.resolve(self.weight_files(), model_id=self.name, weights_dir=self.weights_dir)
+        self._resolve()
         size = output_size(spec.height, spec.width, opts, self.native_scale)
         device = pick_device(opts.device)
         dtype = pick_dtype(opts.dtype, device)
@@ -92,6 +111,11 @@ class FlashVSREngine(Engine):
                          "cropped back")
         if (size.out_h, size.out_w) != (h4, w4):
             notes.append(f"the 4x result is resized to {size.out_w}x{size.out_h}")
+        if vae_tiles:
+            notes.append(f"VAE in {vae_tiles[0]}px tiles overlapping by {vae_tiles[1]}px")
+        unload = opts.unload_dit and device.type != "cpu"
+        if opts.unload_dit and not unload:
+            notes.append("--unload-dit: nothing to do on the CPU (the weights are in host memory)")
         return EnginePlan(self.name, (spec.height, spec.width), (size.out_h, size.out_w),
                           str(device), {torch.float32: "fp32", torch.bfloat16: "bf16",
                                         torch.float16: "fp16"}[dtype],
@@ -99,16 +123,36 @@ class FlashVSREngine(Engine):
                                    "sparse_ratio": opts.sparse_ratio, "kv_ratio": opts.kv_ratio,
                                    "local_range": opts.local_range, "seed": opts.seed,
                                    "attention": pick_attention(opts.attention, device),
-                                   "color_fix": "adain" if opts.color_fix == "auto" else opts.color_fix},
+                                   "color_fix": "adain" if opts.color_fix == "auto" else opts.color_fix,
+                                   "vae_tiles": vae_tiles, "unload_dit": unload},
                           notes=notes, latency_frames=FIRST_STEP_IN,
                           # 24 frames rebuild the 3 cached latent groups; output frame i comes
                           # from the step that reads LQ frames up to i + 12
                           warmup_frames=48, lookahead_frames=12, frame_align=8)
 
+    def _vae_tiles(self, opts) -> tuple[int, int] | None:
+        """(tile, overlap) in output pixels for --tiled-vae, checked before any work."""
+        from ...errors import UsageError
+
+        if self.vae_path and not self.full:
+            raise UsageError("--vae is the Wan2.1 VAE of --variant full; "
+                             f"--variant {self.variant} decodes with the TCDecoder")
+        if not opts.tiled_vae:
+            return None
+        if not self.full:
+            raise UsageError(f"--tiled-vae tiles the Wan2.1 VAE of --variant full; --variant "
+                             f"{self.variant} decodes with the TCDecoder, which needs no tiles")
+        tile = opts.vae_tile_size or VAE_TILE
+        overlap = opts.vae_tile_overlap if opts.vae_tile_overlap is not None else VAE_OVERLAP
+        if tile < 64 or overlap >= tile:
+            raise UsageError(f"--vae-tile-size {tile} / --vae-tile-overlap {overlap}: "
+                             "need tile >= 64 and overlap < tile (output pixels)")
+        return tile, overlap
+
     def _load(self, device, dtype):
         if self.models is not None and self.models[0] == (device, dtype):
             return self.models[1]
-        paths = hub.resolve(self.weight_files(), model_id=self.name, weights_dir=self.weights_dir)
+        paths = self._resolve()
         sd = hub.load_state_dict(paths[FILES[0]])
         try:
             dit = WanDiT(DiTConfig.from_state_dict(sd))
@@ -116,14 +160,17 @@ class FlashVSREngine(Engine):
             lsd = hub.load_state_dict(paths[FILES[1]])
             lq = LQProjector.from_state_dict(lsd, causal=self.version == "v1.1")
             _strict(lq, lsd, FILES[1])
-            tsd = hub.load_state_dict(paths[FILES[2]])
-            tc = TCDecoder.from_state_dict(tsd)
-            _strict(tc, tsd, FILES[2])
+            if self.full:
+                decoder = load_wan_vae(hub.load_state_dict(paths[VAE_FILE]), paths[VAE_FILE].name)
+            else:
+                tsd = hub.load_state_dict(paths[FILES[2]])
+                decoder = TCDecoder.from_state_dict(tsd)
+                _strict(decoder, tsd, FILES[2])
         except KeyError as e:
             raise WeightsError(f"{FILES[0]}: not a FlashVSR checkpoint (missing {e})") from None
         prompt = hub.load_state_dict(paths["posi_prompt.pth"])
         prompt = next(iter(prompt.values())) if isinstance(prompt, dict) else prompt
-        loaded = prepare(dit, lq, tc, prompt, device, dtype)
+        loaded = prepare(dit, lq, decoder, prompt, device, dtype)
         self.models = ((device, dtype), loaded)
         return loaded
 
@@ -137,10 +184,11 @@ class FlashVSREngine(Engine):
 
 
 @torch.no_grad()
-def prepare(dit, lq, tc, prompt, device, dtype):
+def prepare(dit, lq, decoder, prompt, device, dtype):
     """Modules on the device, and what every step reuses: the prompt's cross-attention K/V per
-    block (the prompt is fixed, so it is embedded once) and the timestep embeddings."""
-    mods = [m.to(device=device, dtype=dtype).eval() for m in (dit, lq, tc)]
+    block (the prompt is fixed, so it is embedded once) and the timestep embeddings.
+    ``decoder``: a TCDecoder (tiny, tiny-long) or a WanVAE (full)."""
+    mods = [m.to(device=device, dtype=dtype).eval() for m in (dit, lq, decoder)]
     ctx = mods[0].text_embedding(prompt.to(device, dtype).reshape(-1, prompt.shape[-1]))
     ctx_kv = [b.cross_attn.kv(ctx) for b in mods[0].blocks]
     t, t_mod = mods[0].timestep(dtype, device)
@@ -155,10 +203,12 @@ def _strict(module, sd, name: str) -> None:
 
 class FlashVSRSession(EngineSession):
     def __init__(self, plan: EnginePlan, loaded, device, dtype):
-        (self.dit, self.lq, self.tc), self.ctx_kv, self.t, self.t_mod = loaded
+        (self.dit, self.lq, decoder), self.ctx_kv, self.t, self.t_mod = loaded
         self.dit.set_attention(plan.details["attention"])
         self.lq.reset()
-        self.tc.reset()
+        self.decoder: FrameDecoder = (VAEStream(decoder, plan.details.get("vae_tiles"))
+                                      if isinstance(decoder, WanVAE) else decoder)
+        self.decoder.reset()
         self.plan, self.device, self.dtype = plan, device, dtype
         d = plan.details
         (self.H, self.W), (self.Hp, self.Wp) = plan.in_size, d["canvas"]
@@ -218,14 +268,14 @@ class FlashVSRSession(EngineSession):
         v = self.dit(noise, lq_tokens, self.t, self.t_mod, torch.tensor(lat), self.caches,
                      self.ctx_kv, self.topk, self.kv_len, self.local)
         x0 = (noise - v).transpose(0, 1)  # (T, 16, h, w)
-        if k == 0:
-            cond = self._lq(0, FIRST_STEP_OUT)
-            cond = torch.cat([cond[:, :, :1].repeat(1, 1, 3, 1, 1), cond], 2)
-            first = 0
-        else:
-            first = 8 * k + 13
-            cond = self._lq(first, first + STEP)
-        frames = self.tc.decode(x0, cond)  # (n, 3, Hp, Wp) in [-1, 1]
+        # this step's frames: [0, 21) at step 0, then [8k + 13, 8k + 21)
+        first, last = (0, FIRST_STEP_OUT) if k == 0 else (8 * k + 13, 8 * k + 13 + STEP)
+        cond = None
+        if self.decoder.needs_lq:  # TCDecoder: LQ groups of 4 aligned with the latents
+            cond = self._lq(first, last)
+            if k == 0:
+                cond = torch.cat([cond[:, :, :1].repeat(1, 1, 3, 1, 1), cond], 2)
+        frames = self.decoder.decode(x0, cond)  # (n, 3, Hp, Wp) in [-1, 1]
         if self.color_fix != "none":
             ref = self._lq(first, first + frames.shape[0])[0].transpose(0, 1)
             frames = self._color(frames, ref)

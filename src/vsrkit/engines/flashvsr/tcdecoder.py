@@ -57,6 +57,7 @@ def build_decoder(ch: list[int], latent: int, cond: int) -> nn.Sequential:
 
 class TCDecoder(nn.Module):
     FRAMES_TO_TRIM = 3  # 2 temporal x2 stages: the first latent's 3 leading frames are dropped
+    needs_lq = True  # conditioned on the LQ frames (decoder.FrameDecoder)
 
     def __init__(self, ch: list[int], latent: int = 16, cond: int = 768):
         super().__init__()
