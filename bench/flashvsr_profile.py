@@ -16,6 +16,7 @@ max-autotune (tries several tile configs per shape); ``base`` = none.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 from collections import defaultdict
@@ -106,6 +107,10 @@ def setup(variant, loaded):
 
 
 def measure(variant, loaded, h, w, n):
+    # the timed sessions form reference cycles (the timer's wrappers): collect them, or the
+    # previous variant's KV cache counts in this one's peak
+    gc.collect()
+    torch.cuda.empty_cache()
     setup(variant, loaded)
     t0 = time.perf_counter()
     timed_run(loaded, h, w, 49)  # warm-up: every step shape of a stream

@@ -28,6 +28,10 @@ def sparse_attention_reference(q, k, v, mask, heads: int) -> torch.Tensor:
 _FLEX = None
 
 
+# Compiled on its own and kept out of any enclosing torch.compile graph (the DiT blocks are
+# compiled whole): inlined there, inductor picks a FlexAttention config needing more shared
+# memory than an H100 has (262144 > 232448 bytes) and the compile fails.
+@torch.compiler.disable
 def sparse_attention_flex(q, k, v, mask, heads: int) -> torch.Tensor:
     """The same block-sparse attention through PyTorch FlexAttention (CUDA): the block mask
     becomes a BlockMask of 128x128 full blocks, so only selected key windows are computed."""

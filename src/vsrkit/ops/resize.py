@@ -15,6 +15,8 @@ Two modes:
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 PIL_BITS = 22  # PIL's fixed-point precision for 8-bit resampling (32 - 8 - 2)
@@ -41,6 +43,14 @@ def resize(x: torch.Tensor, size: tuple[int, int], kernel: str = "bicubic") -> t
     return y.to(x.dtype)
 
 
+@lru_cache(maxsize=16)
+def _fixed_on(n_in: int, n_out: int, kernel: str, device: str) -> torch.Tensor:
+    """``fixed_weights`` on a device, built once per size: an engine resizes every frame to the
+    same size, and building the matrix on the host and copying it each call costs more than
+    the resize itself."""
+    return fixed_weights(n_in, n_out, kernel).to(device)
+
+
 def fixed_weights(n_in: int, n_out: int, kernel: str = "bicubic") -> torch.Tensor:
     """PIL's integer coefficients (float weights * 2^22 rounded half away from zero), kept in
     float64: every product and sum stays an exact integer (< 2^53)."""
@@ -57,7 +67,7 @@ def resize_u8(frames: torch.Tensor, size: tuple[int, int], kernel: str = "bicubi
     half, one = float(1 << (PIL_BITS - 1)), float(1 << PIL_BITS)
     x = frames.permute(0, 3, 1, 2).double()  # (T, 3, H, W)
     if ow != w:  # horizontal pass first, as PIL
-        x = torch.floor((x @ fixed_weights(w, ow, kernel).to(x.device).T + half) / one).clamp(0, 255)
+        x = torch.floor((x @ _fixed_on(w, ow, kernel, str(x.device)).T + half) / one).clamp(0, 255)
     if oh != h:
-        x = torch.floor((fixed_weights(h, oh, kernel).to(x.device) @ x + half) / one).clamp(0, 255)
+        x = torch.floor((_fixed_on(h, oh, kernel, str(x.device)) @ x + half) / one).clamp(0, 255)
     return x.to(torch.uint8).permute(0, 2, 3, 1).contiguous()
