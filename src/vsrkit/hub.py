@@ -150,6 +150,36 @@ def load_state_dict(path: str | os.PathLike, *, device: str = "cpu") -> dict:
     return canonicalize(sd, path.name)
 
 
+def load_shapes(path: str | os.PathLike) -> dict:
+    """``{key: tensor}`` whose tensors only answer ``.shape``/``.dtype``/``.numel()``: read from
+    a safetensors header (meta tensors, nothing else read), or a torch pickle memory-mapped
+    (its storage is not read either). For planning before any weight is loaded."""
+    import json
+    import struct
+
+    import torch
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return load_state_dict(path)
+    dtypes = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+              "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "F64": torch.float64,
+              "I64": torch.int64, "I32": torch.int32, "I8": torch.int8, "U8": torch.uint8,
+              "BOOL": torch.bool}
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no such file") from None
+    except (struct.error, ValueError) as e:
+        raise WeightsError(f"{path.name}: not a readable safetensors file ({e})") from None
+    header.pop("__metadata__", None)
+    sd = {k: torch.empty(v["shape"], dtype=dtypes.get(v["dtype"], torch.uint8), device="meta")
+          for k, v in header.items()}
+    return canonicalize(sd, path.name)
+
+
 def canonicalize(sd: object, name: str = "checkpoint") -> dict:
     """Unwrap ``{'state_dict': ...}``-style containers and strip ``module.`` prefixes."""
     import torch

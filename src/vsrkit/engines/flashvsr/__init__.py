@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from ... import hub
 from ...devices import pick_device, pick_dtype
 from ...errors import WeightsError
+from ...estimate import flashvsr as estimate
 from ...noise import latent_noise
 from ...plan import output_size
 from ...tiling import pad_to_multiple
@@ -117,7 +118,7 @@ class FlashVSREngine(Engine):
         unload = opts.unload_dit and device.type != "cpu"
         if opts.unload_dit and not unload:
             notes.append("--unload-dit: nothing to do on the CPU (the weights are in host memory)")
-        return EnginePlan(self.name, (spec.height, spec.width), (size.out_h, size.out_w),
+        plan = EnginePlan(self.name, (spec.height, spec.width), (size.out_h, size.out_w),
                           str(device), {torch.float32: "fp32", torch.bfloat16: "bf16",
                                         torch.float16: "fp16"}[dtype],
                           details={"variant": self.variant, "canvas": (h4 + ph, w4 + pw),
@@ -130,6 +131,15 @@ class FlashVSREngine(Engine):
                           # 24 frames rebuild the 3 cached latent groups; output frame i comes
                           # from the step that reads LQ frames up to i + 12
                           warmup_frames=48, lookahead_frames=12, frame_align=8)
+        estimate.fill(plan, self._shapes())
+        return plan
+
+    def _shapes(self):
+        """Model sizes from the files' headers, for the memory/time prediction."""
+        if getattr(self, "shapes", None) is None:
+            self.shapes = estimate.shapes_from_files(
+                self._resolve(), FILES[0], FILES[1], VAE_FILE if self.full else FILES[2], self.full)
+        return self.shapes
 
     def _vae_tiles(self, opts) -> tuple[int, int] | None:
         """(tile, overlap) in output pixels for --tiled-vae, checked before any work."""

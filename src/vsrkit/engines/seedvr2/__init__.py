@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from ... import hub
 from ...devices import dtype_name, pick_device, pick_dtype
 from ...errors import UsageError
+from ...estimate import seedvr2 as estimate
 from ...noise import AUGMENT_OFFSET, POSTERIOR_OFFSET, latent_noise
 from ...ops.color import METHODS as COLOR_METHODS
 from ...ops.color import color_fix
@@ -106,7 +107,7 @@ class SeedVR2Engine(Engine):
         if not tiled and device.type == "cuda" and canvas[0] * canvas[1] > AUTO_TILE_PIXELS:
             tiled = True  # the untiled VAE needs > 60 GiB at 1080p (measured on the H100)
             notes.append(f"VAE in {tile}px tiles (auto above {AUTO_TILE_PIXELS / 1e6:.1f} MP)")
-        return EnginePlan(
+        plan = EnginePlan(
             self.name, (spec.height, spec.width), (oh, ow), str(device), dtype_name(dtype),
             details={"resize": (rh, rw), "fit": opts.fit, "canvas": canvas, "seed": opts.seed,
                      "batch_frames": length, "temporal_overlap": overlap, "color_fix": fix,
@@ -115,6 +116,18 @@ class SeedVR2Engine(Engine):
                      "vae_tiles": (tile, tile_ov) if tiled else None},
             notes=notes, latency_frames=length, warmup_frames=length, lookahead_frames=length,
             frame_align=stride)
+        estimate.fill(plan, self._shapes())
+        return plan
+
+    def _shapes(self) -> estimate.SeedVR2Shapes:
+        """Model sizes from the files' headers, for the memory/time prediction."""
+        if getattr(self, "shapes", None) is None:
+            files, paths = self._resolve()
+            dname, vname = files[0].name, files[1].name
+            self.shapes = estimate.SeedVR2Shapes(
+                infer_dit_config(hub.load_shapes(paths[dname]), dname),
+                infer_vae_config(hub.load_shapes(paths[vname]), self.vae_groups, vname))
+        return self.shapes
 
     def load(self, device: torch.device, dtype: torch.dtype):
         if self.models is not None and self.models[0] == (device, dtype):
