@@ -27,7 +27,7 @@ from .frames import FrameInfo
 from .io.sink import check_output, default_output_path, open_sink
 from .io.source import open_source
 from .options import Options
-from .plan import output_size
+from .plan import budget_for, choose_plan, output_size
 from .progress import CancelToken, Event, EventCallback, RateMeter
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ def run(input: str | Path, output: str | Path | None, opts: Options, *,
     with open_source(input, opts) as src:
         spec = src.spec
         engine = engine or engines.create(opts)
-        plan = engine.plan(spec, opts)
+        plan, opts = choose_plan(engine, spec, opts, budget_for(opts), note)
         if opts.dry_run:
             return Result(input, None, 0, 0.0, plan, notices=notices)
         label = output_size(spec.height, spec.width, opts, engine.native_scale).label

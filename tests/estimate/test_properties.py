@@ -1,0 +1,94 @@
+"""Monotonic properties of the predictions: more pixels, frames or cache -> more memory; more
+offloaded blocks, tiles or FP8 -> less."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vsrkit.engines.seedvr2.config import VAEConfig, dit_3b, dit_7b
+from vsrkit.estimate import flashvsr as ef
+from vsrkit.estimate import seedvr2 as es
+
+FV = ef.FlashVSRShapes(dim=1536, ffn_dim=8960, num_layers=30)
+FULL = ef.FlashVSRShapes(dim=1536, ffn_dim=8960, num_layers=30, tc=None, vae_params=73_000_000)
+SV = {"3b": es.SeedVR2Shapes(dit_3b(), VAEConfig()), "7b": es.SeedVR2Shapes(dit_7b(), VAEConfig())}
+sizes = st.tuples(st.integers(1, 16), st.integers(1, 16))
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes, sizes, st.sampled_from(["tiny", "full"]), st.sampled_from(["bf16", "fp32"]))
+def test_flashvsr_more_pixels_more_memory_and_time(a, b, variant, dtype):
+    s = FULL if variant == "full" else FV
+    small = (128 * min(a[0], b[0]), 128 * min(a[1], b[1]))
+    big = (128 * max(a[0], b[0]), 128 * max(a[1], b[1]))
+    e1 = ef.estimate(s, small, variant=variant, dtype=dtype)
+    e2 = ef.estimate(s, big, variant=variant, dtype=dtype)
+    assert e1.gpu_bytes <= e2.gpu_bytes
+    assert e1.seconds_per_frame <= e2.seconds_per_frame * 1.0001
+    if small != big:
+        assert e1.gpu_bytes < e2.gpu_bytes
+
+
+@settings(max_examples=30, deadline=None)
+@given(sizes, st.integers(1, 5), st.integers(0, 30), st.integers(0, 30))
+def test_flashvsr_kv_and_offload(c, kv, n1, n2):
+    canvas = (128 * c[0], 128 * c[1])
+    assert ef.estimate(FV, canvas, kv_ratio=kv).gpu_bytes < ef.estimate(FV, canvas, kv_ratio=kv + 1).gpu_bytes
+    lo, hi = sorted((n1, n2))
+    e_lo, e_hi = (ef.estimate(FV, canvas, offload_blocks=n) for n in (lo, hi))
+    assert e_hi.gpu_bytes <= e_lo.gpu_bytes and e_hi.host_bytes >= e_lo.host_bytes
+    assert e_hi.seconds_per_frame >= e_lo.seconds_per_frame
+    if hi >= 3 and hi > lo:
+        assert e_hi.gpu_bytes < e_lo.gpu_bytes
+    assert ef.estimate(FV, canvas, weights_dtype="fp8").gpu_bytes < ef.estimate(FV, canvas).gpu_bytes
+
+
+@settings(max_examples=30, deadline=None)
+@given(sizes, st.sampled_from([64, 256, 512]))
+def test_flashvsr_full_tiled_vae_needs_less(c, tile):
+    canvas = (128 * c[0], 128 * c[1])
+    untiled = ef.estimate(FULL, canvas, variant="full")
+    tiled = ef.estimate(FULL, canvas, variant="full", vae_tiles=(tile, tile // 8))
+    if tile * tile * 2 < canvas[0] * canvas[1]:
+        assert tiled.gpu_bytes < untiled.gpu_bytes
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["3b", "7b"]), st.tuples(st.integers(2, 80), st.integers(2, 120)),
+       st.integers(1, 20), st.integers(1, 20), st.booleans())
+def test_seedvr2_more_frames_and_pixels_more_memory(model, c, n1, n2, tiled):
+    s = SV[model]
+    canvas = (16 * c[0], 16 * c[1])
+    lo, hi = sorted((4 * n1 + 1, 4 * n2 + 1))
+    tiles = (512, 64) if tiled else None
+    e_lo = es.estimate(s, canvas, batch_frames=lo, temporal_overlap=0, vae_tiles=tiles)
+    e_hi = es.estimate(s, canvas, batch_frames=hi, temporal_overlap=0, vae_tiles=tiles)
+    assert e_lo.gpu_bytes <= e_hi.gpu_bytes and (lo == hi or e_lo.gpu_bytes < e_hi.gpu_bytes)
+    bigger = (canvas[0] + 16, canvas[1] + 16)
+    assert es.estimate(s, bigger, batch_frames=lo, temporal_overlap=0, vae_tiles=tiles).gpu_bytes \
+        > e_lo.gpu_bytes
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.tuples(st.integers(40, 140), st.integers(40, 140)), st.integers(0, 31))
+def test_seedvr2_tiles_offload_fp8_need_less(c, n):
+    s = SV["3b"]
+    canvas = (16 * c[0], 16 * c[1])
+    plain = es.estimate(s, canvas, batch_frames=21, temporal_overlap=0)
+    tiled = es.estimate(s, canvas, batch_frames=21, temporal_overlap=0, vae_tiles=(512, 64))
+    assert tiled.gpu_bytes < plain.gpu_bytes
+    off = es.estimate(s, canvas, batch_frames=21, temporal_overlap=0, vae_tiles=(512, 64),
+                      offload_blocks=n + 1)
+    assert off.gpu_bytes <= tiled.gpu_bytes and off.host_bytes > 0
+    fp8 = es.estimate(s, canvas, batch_frames=21, temporal_overlap=0, vae_tiles=(512, 64),
+                      weights_dtype="fp8")
+    assert fp8.gpu_bytes < tiled.gpu_bytes
+
+
+def test_benchmark_shapes_against_the_h100():
+    """The predictions stay within 15 % of the measured peaks (docs/performance.md)."""
+    gib = 2 ** 30
+    for canvas, measured in (((768, 1408), 13.6), ((1280, 1920), 26.4), ((1152, 1920), 25.6)):
+        assert abs(ef.estimate(FV, canvas).gpu_bytes / gib / measured - 1) < 0.15
+    e = es.estimate(SV["3b"], (1088, 1920), (1080, 1920), batch_frames=21, temporal_overlap=0,
+                    vae_tiles=(512, 64))
+    assert abs(e.gpu_bytes / gib / 17.3 - 1) < 0.15
