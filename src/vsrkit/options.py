@@ -95,7 +95,8 @@ class Options:
                                    "seedvr2")
 
     # -- memory and speed -----------------------------------------------------------------
-    attention: str = _f("auto", "attention backend: auto, reference, sdpa, flex, ...", "memory")
+    attention: str = _f("auto", "attention backend: auto, reference, flex (FlashVSR), "
+                        "sdpa, flash_attn (SeedVR2)", "memory")
     tile_size: int | None = _f(None, "spatial DiT tile size in input pixels (default: no tiling "
                                "unless memory needs it)", "memory")
     tile_overlap: int | None = _f(None, "overlap of DiT tiles in input pixels", "memory")

@@ -1,7 +1,13 @@
-"""One dispatch for block-sparse attention: 128x128 blocks, a boolean block mask per head, and a
-query block with no selected key block written as zeros (the semantics of
-mit-han-lab/Block-Sparse-Attention). Backends: ``reference`` (exact, plain PyTorch, any device)
-and ``flex`` (PyTorch FlexAttention, CUDA, no compilation at install time)."""
+"""The attention dispatch both models share, each kind with an exact reference backend.
+
+* Block-sparse attention (FlashVSR): 128x128 blocks, a boolean block mask per head, and a query
+  block with no selected key block written as zeros (the semantics of
+  mit-han-lab/Block-Sparse-Attention). Backends: ``reference`` (exact, plain PyTorch, any
+  device) and ``flex`` (PyTorch FlexAttention, CUDA, no compilation at install time).
+* Variable-length attention (SeedVR2's windows): independent sequences packed back to back.
+  Backends: ``reference`` (one SDPA per sequence), ``sdpa`` (equal lengths batched) and
+  ``flash_attn`` (flash-attn's varlen kernel when installed).
+"""
 
 from __future__ import annotations
 
@@ -77,4 +83,98 @@ def pick_attention(name: str, device) -> str:
         from ..errors import UsageError
 
         raise UsageError("--attention flex needs a CUDA device")
+    return name
+
+
+# -- variable-length attention: independent sequences packed back to back ----------------------
+#
+# SeedVR2 attends within 3D windows of several sizes, each with its own copy of the text. The
+# windows are packed along dim 0 as rows (N, heads, d); ``Packed`` describes the cut. Backends:
+# ``reference`` (one SDPA per sequence: exact, any device), ``sdpa`` (sequences of one length
+# batched into one SDPA call, PyTorch's flash/efficient kernel on CUDA) and ``flash_attn``
+# (``flash_attn_varlen_func``, one call for all, when the package is installed).
+
+
+class Packed:
+    """Cut of a packed sequence tensor. ``lengths`` in packing order (host ints), ``cu`` the
+    (n+1,) int32 offsets on the device, ``runs`` the consecutive sequences of equal length as
+    (first row, count, length): pack sequences of one length together and each run is a view."""
+
+    def __init__(self, lengths, device):
+        self.lengths = tuple(int(n) for n in lengths)
+        offs = [0]
+        for n in self.lengths:
+            offs.append(offs[-1] + n)
+        self.offsets = offs
+        self.total = offs[-1]
+        self.max_len = max(self.lengths) if self.lengths else 0
+        self.cu = torch.tensor(offs, dtype=torch.int32, device=device)
+        self.runs: list[tuple[int, int, int]] = []
+        for i, n in enumerate(self.lengths):
+            if self.runs and self.runs[-1][2] == n:
+                a, c, _ = self.runs[-1]
+                self.runs[-1] = (a, c + 1, n)
+            else:
+                self.runs.append((offs[i], 1, n))
+
+
+def varlen_reference(q, k, v, p: Packed) -> torch.Tensor:
+    """q, k, v (N, heads, d) -> (N, heads, d): one non-causal SDPA (scale 1/sqrt(d)) per sequence."""
+    out = torch.empty_like(q)
+    for a, n in zip(p.offsets, p.lengths):
+        s = slice(a, a + n)
+        out[s] = F.scaled_dot_product_attention(
+            q[s].transpose(0, 1), k[s].transpose(0, 1), v[s].transpose(0, 1)).transpose(0, 1)
+    return out
+
+
+def varlen_sdpa(q, k, v, p: Packed) -> torch.Tensor:
+    """The same, one batched SDPA per run of equal-length sequences ((count, heads, L, d) views)."""
+    out = torch.empty_like(q)
+    H, d = q.shape[1:]
+    for a, c, n in p.runs:
+        s = slice(a, a + c * n)
+        qs, ks, vs = (t[s].view(c, n, H, d).transpose(1, 2) for t in (q, k, v))
+        out[s] = F.scaled_dot_product_attention(qs, ks, vs).transpose(1, 2).reshape(c * n, H, d)
+    return out
+
+
+def varlen_flash(q, k, v, p: Packed) -> torch.Tensor:
+    """flash-attn's varlen kernel: every sequence in one call (fp16/bf16 on CUDA)."""
+    from flash_attn import flash_attn_varlen_func
+
+    return flash_attn_varlen_func(q, k, v, p.cu, p.cu, p.max_len, p.max_len)
+
+
+VARLEN = {"reference": varlen_reference, "sdpa": varlen_sdpa, "flash_attn": varlen_flash}
+
+
+def has_flash_attn() -> bool:
+    try:
+        import flash_attn  # noqa: F401
+    except Exception:  # noqa: BLE001 - a broken build counts as absent
+        return False
+    return True
+
+
+def pick_varlen(name: str, device, dtype: torch.dtype) -> str:
+    """auto: flash-attn's varlen kernel on CUDA in fp16/bf16 when installed, batched SDPA on
+    CUDA otherwise, the exact per-sequence reference elsewhere. An explicit choice that cannot
+    run is an error, never a silent fallback."""
+    from ..errors import UsageError
+
+    dev = torch.device(device)
+    half = dtype in (torch.float16, torch.bfloat16)
+    if name == "auto":
+        if dev.type != "cuda":
+            return "reference"
+        return "flash_attn" if half and has_flash_attn() else "sdpa"
+    if name not in VARLEN:
+        raise UsageError(f"--attention {name!r}: SeedVR2 offers {', '.join(VARLEN)} or auto")
+    if name == "flash_attn":
+        if not has_flash_attn():
+            raise UsageError("--attention flash_attn: the flash-attn package is not installed "
+                             "(pip install flash-attn), or use --attention sdpa")
+        if dev.type != "cuda" or not half:
+            raise UsageError("--attention flash_attn needs a CUDA device and --dtype bf16 or fp16")
     return name

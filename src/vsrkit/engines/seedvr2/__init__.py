@@ -24,6 +24,7 @@ from ...devices import dtype_name, pick_device, pick_dtype
 from ...errors import UsageError
 from ...estimate import seedvr2 as estimate
 from ...noise import AUGMENT_OFFSET, POSTERIOR_OFFSET, latent_noise
+from ...ops.attention import pick_varlen
 from ...ops.color import METHODS as COLOR_METHODS
 from ...ops.color import color_fix
 from ...ops.resize import resize
@@ -34,7 +35,6 @@ from . import weights as W
 from .config import infer_dit_config, infer_vae_config
 from .dit import Layout, NaDiT, make_layout
 from .vae import VideoVAE
-from .windows import pick_attention
 
 MULTIPLE = 16  # output pixels: 8x VAE, 2x2 patch
 DEFAULT_BATCH = 33  # frames per temporal batch (4n+1) when --batch-frames is not given
@@ -76,7 +76,6 @@ class SeedVR2Engine(Engine):
         if fix not in COLOR_METHODS:
             raise UsageError(f"--color-fix {fix}: available: {', '.join(COLOR_METHODS)}")
         device = pick_device(opts.device)
-        attention = pick_attention(opts.attention, device)
         self._resolve()  # a missing file is one clear line, before any heavy work
         size = output_size(spec.height, spec.width, opts, self.native_scale)
         rh, rw = size.out_h, size.out_w  # the resize target
@@ -94,6 +93,7 @@ class SeedVR2Engine(Engine):
         if overlap >= length:
             raise UsageError(f"--temporal-overlap {overlap}: must be < --batch-frames ({length})")
         dtype = pick_dtype(opts.dtype, device)
+        attention = pick_varlen(opts.attention, device, dtype)
         notes = []
         if canvas != (oh, ow):
             notes.append(f"canvas padded to {canvas[1]}x{canvas[0]} (multiples of {MULTIPLE}), "

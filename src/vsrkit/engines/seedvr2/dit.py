@@ -15,7 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import DiTConfig
-from .windows import ATTENTION, window_grid, window_index
+from ...ops.attention import VARLEN, Packed
+from .windows import window_grid, window_index
 
 
 class RMSNorm(nn.Module):
@@ -150,44 +151,63 @@ def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class WindowGroup:
-    shape: tuple[int, int, int]
-    index: torch.Tensor  # (n, Lw) flat token indices
-    cos: torch.Tensor  # (Lw, r)
+class Windows:
+    """One window partition packed for varlen attention. Rows index ``cat([vid (L), txt (Lt)])``:
+    each window's video tokens, then its own copy of the text; windows of one shape are packed
+    together (so the batched backend sees views)."""
+
+    index: torch.Tensor  # (N,) row -> token of cat([vid, txt])
+    cos: torch.Tensor  # (N, r) float32 rotation of each row (text rows: 3B text rope, 7B none)
     sin: torch.Tensor
+    packed: Packed
+    vid_rows: torch.Tensor  # (L,) packed row of each video token (each appears in one window)
+    txt_rows: torch.Tensor  # (n_windows, Lt) packed rows of each window's text copy
 
 
 @dataclass
 class Layout:
-    """Token grid and its two window partitions; text rope (3B)."""
+    """Token grid and its two window partitions (False: regular, True: shifted)."""
 
     grid: tuple[int, int, int]
-    groups: dict[bool, list[WindowGroup]]  # shifted -> groups of equal-size windows
-    count: dict[bool, int]
-    txt_cos: torch.Tensor | None
-    txt_sin: torch.Tensor | None
+    windows: dict[bool, Windows]
 
 
 def make_layout(c: DiTConfig, grid: tuple[int, int, int], txt_len: int, device) -> Layout:
-    inv = rope_inv_freqs(c)
-    groups, count = {}, {}
+    inv = rope_inv_freqs(c)  # float32, computed
+    r = 3 * 2 * inv.shape[0]
+    L = grid[0] * grid[1] * grid[2]
+    txt_idx = torch.arange(L, L + txt_len)
+    if c.arch == "3b":  # mmrope3d: text position p on all three axes, in every window
+        t_ang = text_angles(inv, txt_len)
+        t_cos, t_sin = t_ang.cos(), t_ang.sin()
+    else:  # pixel rope rotates the video only: identity rows (x*1 + rot*0 == x exactly)
+        t_cos, t_sin = torch.ones(txt_len, r), torch.zeros(txt_len, r)
+    out = {}
     for shifted in (False, True):
         wins = window_grid(grid, c.windows, shifted)
-        idx = window_index(grid, wins)
         by_shape: dict[tuple, list[torch.Tensor]] = {}
-        for win, ix in zip(wins, idx):
+        for win, ix in zip(wins, window_index(grid, wins)):
             by_shape.setdefault(tuple(b - a for a, b in win), []).append(ix)
-        gs = []
+        index, cos, sin, lengths, txt_rows = [], [], [], [], []
+        row = 0
         for shape, ixs in by_shape.items():
-            ang = video_angles(c, inv, shape, txt_len)
-            gs.append(WindowGroup(shape, torch.stack(ixs).to(device), ang.cos().to(device),
-                                  ang.sin().to(device)))
-        groups[shifted], count[shifted] = gs, len(wins)
-    tc = ts = None
-    if c.arch == "3b":
-        ang = text_angles(inv, txt_len)
-        tc, ts = ang.cos().to(device), ang.sin().to(device)
-    return Layout(grid, groups, count, tc, ts)
+            ang = video_angles(c, inv, shape, txt_len)  # (Lw, r), positions local to the window
+            v_cos, v_sin = ang.cos(), ang.sin()
+            for ix in ixs:
+                index += [ix, txt_idx]
+                cos += [v_cos, t_cos]
+                sin += [v_sin, t_sin]
+                lengths.append(ix.numel() + txt_len)
+                txt_rows.append(torch.arange(row + ix.numel(), row + ix.numel() + txt_len))
+                row += ix.numel() + txt_len
+        index = torch.cat(index)
+        is_vid = index < L
+        vid_rows = torch.empty(L, dtype=torch.long)
+        vid_rows[index[is_vid]] = torch.nonzero(is_vid)[:, 0]
+        out[shifted] = Windows(index.to(device), torch.cat(cos).to(device), torch.cat(sin).to(device),
+                               Packed(lengths, device), vid_rows.to(device),
+                               torch.stack(txt_rows).to(device))
+    return Layout(grid, out)
 
 
 # -- blocks ------------------------------------------------------------------------------------
@@ -202,34 +222,26 @@ class WindowAttention(nn.Module):
         self.proj_out = MM(lambda: nn.Linear(inner, c.vid_dim), shared)
         self.norm_q = MM(lambda: RMSNorm(c.head_dim, c.norm_eps), shared)
         self.norm_k = MM(lambda: RMSNorm(c.head_dim, c.norm_eps), shared)
-        self.attention = "reference"
+        self.attention = "reference"  # a backend of ops.attention.VARLEN
 
     def forward(self, vid, txt, lay: Layout):
-        c = self.c
-        H, d = c.heads, c.head_dim
-        tq, tk, tv = self.proj_qkv.t(txt).view(-1, 3, H, d).unbind(1)  # (Lt, H, d)
-        tq, tk = self.norm_q.t(tq), self.norm_k.t(tk)
-        if lay.txt_cos is not None:
-            tq, tk = rope(tq, lay.txt_cos, lay.txt_sin), rope(tk, lay.txt_cos, lay.txt_sin)
-        lt = txt.shape[0]
-        qkv = self.proj_qkv.v(vid)  # (L, 3*H*d)
-        out = torch.empty(vid.shape[0], H * d, device=vid.device, dtype=vid.dtype)
-        txt_sum = torch.zeros(lt, H * d, device=vid.device, dtype=torch.float32)
-        attn = ATTENTION[self.attention]
-        for g in lay.groups[self.shifted]:
-            n, lw = g.index.shape
-            q, k, v = qkv[g.index].view(n, lw, 3, H, d).unbind(2)  # (n, Lw, H, d)
-            q, k = self.norm_q.v(q), self.norm_k.v(k)
-            q, k = rope(q, g.cos, g.sin), rope(k, g.cos, g.sin)
-            # each window: its video tokens, then its own copy of the text
-            q = torch.cat([q, tq.expand(n, lt, H, d)], 1).transpose(1, 2)  # (n, H, Lw+Lt, d)
-            k = torch.cat([k, tk.expand(n, lt, H, d)], 1).transpose(1, 2)
-            v = torch.cat([v, tv.expand(n, lt, H, d)], 1).transpose(1, 2)
-            o = attn(q, k, v).transpose(1, 2).reshape(n, lw + lt, H * d)
-            out[g.index.reshape(-1)] = o[:, :lw].reshape(n * lw, H * d)
-            txt_sum += o[:, lw:].float().sum(0)
-        txt_out = (txt_sum / lay.count[self.shifted]).to(txt.dtype)  # text copies averaged
-        return self.proj_out.v(out), self.proj_out.t(txt_out)
+        """vid (L, D), txt (Lt, D) -> their attention outputs, (L, D) and (Lt, D)."""
+        H, d = self.c.heads, self.c.head_dim
+        L, lt = vid.shape[0], txt.shape[0]
+        vq, vk, vv = self.proj_qkv.v(vid).view(L, 3, H, d).unbind(1)  # (L, H, d) each
+        tq, tk, tv = self.proj_qkv.t(txt).view(lt, 3, H, d).unbind(1)  # (Lt, H, d)
+        w = lay.windows[self.shifted]
+        # packed windows: (N, H, d) rows, N = L + n_windows * Lt
+        q = torch.cat([self.norm_q.v(vq), self.norm_q.t(tq)])[w.index]
+        k = torch.cat([self.norm_k.v(vk), self.norm_k.t(tk)])[w.index]
+        v = torch.cat([vv, tv])[w.index]
+        q, k = rope(q, w.cos, w.sin), rope(k, w.cos, w.sin)
+        o = VARLEN[self.attention](q, k, v, w.packed).reshape(-1, H * d)
+        del q, k, v
+        vid_out = o[w.vid_rows]
+        # the text copies averaged over the windows, in float32
+        txt_out = (o[w.txt_rows].float().sum(0) / w.txt_rows.shape[0]).to(txt.dtype)
+        return self.proj_out.v(vid_out), self.proj_out.t(txt_out)
 
 
 class Block(nn.Module):

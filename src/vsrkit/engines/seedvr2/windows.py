@@ -1,4 +1,5 @@
-"""SeedVR2's 3D window attention: the window grid and the windowed attention itself.
+"""SeedVR2's 3D attention windows: the window grid (the attention itself runs through the
+shared varlen dispatch, ``ops.attention``).
 
 The grid follows the official ``make_720Pwindows_bysize`` / ``make_shifted_720Pwindows_bysize``
 (``models/dit_v2/window.py``): window sizes are set as if the frame were 720p-sized (45x80 tokens)
@@ -10,10 +11,9 @@ over the windows (``na.repeat_concat_idx``).
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 Span = tuple[int, int]
 Window = tuple[Span, Span, Span]  # (t, h, w) half-open spans on the token grid
@@ -56,27 +56,3 @@ def window_index(size: tuple[int, int, int], windows: list[Window], device=None)
     t, h, w = size
     grid = torch.arange(t * h * w, device=device).view(t, h, w)
     return [grid[a[0]:a[1], b[0]:b[1], c[0]:c[1]].reshape(-1) for a, b, c in windows]
-
-
-# -- attention ---------------------------------------------------------------------------------
-
-
-def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """(B, heads, L, d) each; non-causal, scale 1/sqrt(d): the exact reference of the official
-    ``flash_attn_varlen_func`` call, one window per batch row (windows of one size batch)."""
-    return F.scaled_dot_product_attention(q, k, v)
-
-
-ATTENTION: dict[str, Callable] = {"reference": sdpa, "sdpa": sdpa}
-
-
-def pick_attention(name: str, device) -> str:
-    """``auto`` -> SDPA (PyTorch picks its flash/efficient kernel on CUDA, the math one on CPU).
-    The windows of one size are batched, so no varlen kernel is needed."""
-    from ...errors import UsageError
-
-    if name == "auto":
-        return "sdpa"
-    if name not in ATTENTION:
-        raise UsageError(f"--attention {name!r}: SeedVR2 offers {', '.join(ATTENTION)} or auto")
-    return name
