@@ -23,11 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from multi_gpu import write_random_weights  # noqa: E402
 
 
-def cli(clip: Path, out: Path, *args: str) -> float:
+def cli(clip: Path, out: Path, *args: str) -> tuple[float, str]:
+    """Seconds of the whole command, and its stage summary (busy time per pipeline stage)."""
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "vsrkit", "upscale", str(clip), "-o", str(out),
-                    "--overwrite", "--quiet", *args], check=True)
-    return time.perf_counter() - t
+    p = subprocess.run([sys.executable, "-m", "vsrkit", "upscale", str(clip), "-o", str(out),
+                        "--overwrite", *args], check=True, capture_output=True, text=True)
+    secs = time.perf_counter() - t
+    busy = [ln.split("busy: ")[1] for ln in (p.stdout + p.stderr).splitlines() if "busy: " in ln]
+    return secs, busy[-1] if busy else "?"
 
 
 def main() -> None:
@@ -52,11 +55,12 @@ def main() -> None:
     for codec in args.codecs.split(","):
         for label, opts in runs:
             ext = "mkv"
-            ts = {n: cli(clips[n], work / f"o{n}.{ext}", "--codec", codec, *opts) for n in clips}
+            res = {n: cli(clips[n], work / f"o{n}.{ext}", "--codec", codec, *opts) for n in clips}
+            ts = {n: r[0] for n, r in res.items()}
             fps = (long_ - short) / (ts[long_] - ts[short])
             print(f"{label:9s} {codec:5s}: {fps:6.2f} FPS steady state "
-                  f"(fixed cost {ts[short] - short / fps:.1f} s; {long_} frames in {ts[long_]:.1f} s)",
-                  flush=True)
+                  f"(fixed cost {ts[short] - short / fps:.1f} s; {long_} frames in {ts[long_]:.1f} s;"
+                  f" busy: {res[long_][1]})", flush=True)
 
 
 if __name__ == "__main__":

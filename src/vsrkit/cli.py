@@ -180,8 +180,9 @@ def _upscale(ns: argparse.Namespace) -> int:
     if opts.dry_run:
         print("\n".join(result.plan.describe()))
         return 0
+    busy = ", ".join(f"{k} {v:.1f} s" for k, v in result.stages.items())
     say(f"wrote {result.output}: {result.frames} frames in {result.seconds:.1f} s "
-        f"({result.fps:.2f} fps)")
+        f"({result.fps:.2f} fps)" + (f"; busy: {busy}" if busy else ""))
     return 0
 
 

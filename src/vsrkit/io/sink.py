@@ -141,20 +141,24 @@ def _check_pix_fmt(codec: str | None, pix_fmt: str) -> None:
                          f"{', '.join(takes[:12])}")
 
 
-def quantize(frames: torch.Tensor, bits: int) -> np.ndarray:
-    """(T, H, W, 3) float [0, 1] -> integers, clamped then rounded half to even; integer
-    frames are rescaled only if their depth differs."""
+def quantize_tensor(frames: torch.Tensor, bits: int) -> torch.Tensor:
+    """(T, H, W, 3) float [0, 1] -> integers on the frames' device (uint8, or int32 holding
+    16-bit values), clamped then rounded half to even; integer frames are rescaled only if
+    their depth differs. The pipeline runs this on the GPU, so only integers cross to the host."""
     peak = 65535 if bits > 8 else 255
     if frames.dtype.is_floating_point:
         x = torch.round(frames.float().clamp(0, 1) * peak)
-        x = x.to(torch.int32 if bits > 8 else torch.uint8)
-    elif frames.dtype == torch.uint8 and bits > 8:
-        x = frames.to(torch.int32) * 257
-    elif frames.dtype == torch.uint16 and bits <= 8:
-        x = ((frames.to(torch.int32) + 128) // 257).clamp(0, 255).to(torch.uint8)
-    else:
-        x = frames
-    x = x.cpu().numpy()
+        return x.to(torch.int32 if bits > 8 else torch.uint8)
+    if frames.dtype == torch.uint8 and bits > 8:
+        return frames.to(torch.int32) * 257
+    if frames.dtype == torch.uint16 and bits <= 8:
+        return ((frames.to(torch.int32) + 128) // 257).clamp(0, 255).to(torch.uint8)
+    return frames
+
+
+def quantize(frames: torch.Tensor, bits: int) -> np.ndarray:
+    """``quantize_tensor``, then on the host as numpy uint8/uint16."""
+    x = quantize_tensor(frames, bits).cpu().numpy()
     return x.astype(np.uint16) if bits > 8 else x.astype(np.uint8)
 
 
