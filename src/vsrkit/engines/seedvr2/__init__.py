@@ -72,6 +72,10 @@ class SeedVR2Engine(Engine):
         if opts.tile_size is not None:
             raise UsageError("--tile-size (DiT tiles) is not available for SeedVR2; use "
                              "--tiled-vae for memory, the DiT attends in windows already")
+        for name in ("input_noise_scale", "latent_noise_scale"):
+            if not 0.0 <= getattr(opts, name) <= 1.0:
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(opts, name)}: must be "
+                                 "in [0, 1]")
         fix = "lab" if opts.color_fix == "auto" else opts.color_fix
         if fix not in COLOR_METHODS:
             raise UsageError(f"--color-fix {fix}: available: {', '.join(COLOR_METHODS)}")
@@ -244,14 +248,14 @@ def restore(sess: SeedVR2Session, frames: torch.Tensor, first: int) -> torch.Ten
         x = x[..., top:top + oh, left:left + ow]
     ref = x * 2 - 1  # the colour reference, (n, 3, oh, ow)
     x = F.pad(ref, (0, cw - ow, 0, ch - oh), mode="replicate") if (ch, cw) != (oh, ow) else ref
-    if d["input_noise_scale"] > 0:
-        noise = torch.stack([torch.randn((3, ch, cw), generator=torch.Generator().manual_seed(
-            d["seed"] + INPUT_NOISE_OFFSET + first + i)) for i in range(n)]).to(dev)
-        x = x + INPUT_NOISE_AMPLITUDE * d["input_noise_scale"] * noise
     # 2. Repeat the last frame to 4n+1; encode (a posterior sample, pinned eps)
     t_pad = batches.pad_4n1(n)
     if t_pad > n:
         x = torch.cat([x, x[-1:].expand(t_pad - n, -1, -1, -1)])
+    if d["input_noise_scale"] > 0:  # as the node: on the padded canvas and padding frames
+        noise = torch.stack([torch.randn((3, ch, cw), generator=torch.Generator().manual_seed(
+            d["seed"] + INPUT_NOISE_OFFSET + first + i)) for i in range(t_pad)]).to(dev)
+        x = x + INPUT_NOISE_AMPLITUDE * d["input_noise_scale"] * noise
     vid = x.transpose(0, 1)[None].to(dt)  # (1, 3, T, ch, cw)
     tiles = d["vae_tiles"]
     if tiles:
@@ -266,13 +270,17 @@ def restore(sess: SeedVR2Session, frames: torch.Tensor, first: int) -> torch.Ten
     eps = latent_noise(d["seed"], range(l0, l0 + t_lat), lat_shape, offset=POSTERIOR_OFFSET, device=dev)
     z = mean + torch.exp(0.5 * logvar.clamp(-30, 20)) * eps.transpose(0, 1)[None]
     cond = ((z[0] - cfg.shift) * cfg.scaling).permute(1, 2, 3, 0)  # (t, h, w, 16)
-    if d["latent_noise_scale"] > 0:
-        aug = latent_noise(d["seed"], range(l0, l0 + t_lat), lat_shape, offset=AUGMENT_OFFSET,
-                           device=dev).permute(0, 2, 3, 1)
-        tt = condition_time(d["latent_noise_scale"], cond.shape, cfg) / 1000.0
-        cond = (1 - tt) * cond + tt * aug
     # 3. One Euler step from t = 1000: x0 = noise - v
     noise = latent_noise(d["seed"], range(l0, l0 + t_lat), lat_shape, device=dev).permute(0, 2, 3, 1)
+    if d["latent_noise_scale"] > 0:
+        # the community node: aug = 0.1 * noise + 0.05 * fresh noise, mixed into the condition
+        # by the lerp schedule at the shifted time 1000 * scale (official: aug = fresh noise,
+        # scale fixed at 0)
+        fresh = latent_noise(d["seed"], range(l0, l0 + t_lat), lat_shape, offset=AUGMENT_OFFSET,
+                             device=dev).permute(0, 2, 3, 1)
+        aug = noise * 0.1 + fresh * 0.05
+        tt = condition_time(d["latent_noise_scale"], cond.shape, cfg) / 1000.0
+        cond = (1 - tt) * cond + tt * aug
     inp = torch.cat([noise, cond, torch.ones_like(cond[..., :1])], -1).to(dt)
     grid = (t_lat, hl // 2, wl // 2)
     if grid not in sess.layouts:
