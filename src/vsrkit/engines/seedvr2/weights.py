@@ -3,7 +3,7 @@
 Official: ``seedvr2_ema_{3b,7b}.pth`` and ``ema_vae.pth`` (float32) on the ByteDance-Seed hub
 repos, the fixed text embedding ``pos_emb.pt`` from the official GitHub repository. Community:
 ``*_fp16.safetensors`` / ``*_fp8_e4m3fn*.safetensors`` with the same keys (numz/SeedVR2_comfyUI);
-they load into the same modules, upcast once to the compute dtype. The RoPE ``freqs`` buffers
+they load into the same modules (FP8 tensors kept for an FP8 path or upcast once: ``load_into``). The RoPE ``freqs`` buffers
 stored in checkpoints are checked for shape and dropped: frequencies are always computed in fp32.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ... import hub
+from ... import hub, quant
 from ...errors import WeightsError
 
 HUB = {"3b": "ByteDance-Seed/SeedVR2-3B", "7b": "ByteDance-Seed/SeedVR2-7B"}
@@ -54,15 +54,23 @@ def pick(cands: list[hub.WeightFile], model_id: str, weights_dir, override=None)
 
 def load_into(module: torch.nn.Module, sd: dict, file: str, what: str, *,
               allow_unexpected: bool = False) -> None:
-    """Strict load: missing keys and wrong shapes raise ``WeightsError`` naming them; float8 and
-    float16 tensors are upcast to the module's dtype on the way in."""
+    """Strict load: missing keys and wrong shapes raise ``WeightsError`` naming them.
+
+    Community FP8 files go through ``quant``: scale keys are split off (``split_scales``), the
+    weights of ``FP8Linear`` modules (swapped in before loading, for ``--weights-dtype fp8``)
+    keep their FP8 bits with their scales, and every other FP8 tensor is upcast once with its
+    scale (``fit_state_dict``); float16 tensors are upcast to the module's dtype on the way in.
+    """
     sd = {k: v for k, v in sd.items() if not k.endswith(ROPE_SUFFIX)}
-    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    tensors, scales = quant.split_scales(sd)
+    target = module.state_dict()
     if allow_unexpected:  # the official VAE loader is strict=False
-        sd = {k: v for k, v in sd.items() if k in expected}
-    hub.check_keys(sd, expected, file, what=what)
-    dtype = next(module.parameters()).dtype
-    module.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=True, assign=True)
+        tensors = {k: v for k, v in tensors.items() if k in target}
+    dtype = next(p.dtype for p in module.parameters() if p.dtype != quant.FP8)
+    fitted = quant.fit_state_dict(tensors, scales, module, dtype=dtype)
+    hub.check_keys(fitted, {k: tuple(v.shape) for k, v in target.items()}, file, what=what)
+    module.load_state_dict({k: v if v.dtype == target[k].dtype else v.to(target[k].dtype)
+                            for k, v in fitted.items()}, strict=True, assign=True)
 
 
 def check_rope(sd: dict, freqs: int, file: str) -> None:
