@@ -34,10 +34,6 @@ def sparse_attention_reference(q, k, v, mask, heads: int) -> torch.Tensor:
 _FLEX = None
 
 
-# Compiled on its own and kept out of any enclosing torch.compile graph (the DiT blocks are
-# compiled whole): inlined there, inductor picks a FlexAttention config needing more shared
-# memory than an H100 has (262144 > 232448 bytes) and the compile fails.
-@torch.compiler.disable
 def sparse_attention_flex(q, k, v, mask, heads: int) -> torch.Tensor:
     """The same block-sparse attention through PyTorch FlexAttention (CUDA): the block mask
     becomes a BlockMask of 128x128 full blocks, so only selected key windows are computed."""
@@ -69,12 +65,23 @@ def sparse_attention_flex(q, k, v, mask, heads: int) -> torch.Tensor:
 ATTENTION = {"reference": sparse_attention_reference, "flex": sparse_attention_flex}
 
 
+def _flex_outside_graphs() -> None:
+    """FlexAttention is compiled on its own and kept out of any enclosing torch.compile graph
+    (the DiT blocks are compiled whole): inlined there, inductor picks a config needing more
+    shared memory than an H100 has (262144 > 232448 bytes) and the compile fails. Done when
+    flex is picked, not at import: ``torch.compiler.disable`` imports dynamo (~5 s)."""
+    if not getattr(ATTENTION["flex"], "_outside_graphs", False):
+        fn = torch.compiler.disable(sparse_attention_flex)
+        fn._outside_graphs = True
+        ATTENTION["flex"] = fn
+
+
 def pick_attention(name: str, device) -> str:
     """auto: FlexAttention on CUDA, the exact reference elsewhere; an explicit choice that
     cannot run is an error, never a silent fallback."""
     dev = torch.device(device)
     if name == "auto":
-        return "flex" if dev.type == "cuda" else "reference"
+        name = "flex" if dev.type == "cuda" else "reference"
     if name not in ATTENTION:
         from ..errors import UsageError
 

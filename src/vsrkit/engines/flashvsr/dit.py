@@ -151,6 +151,10 @@ class WanDiT(nn.Module):
         self.head = Head(c)
 
     def set_attention(self, name: str) -> None:
+        if name == "flex":
+            from ...ops.attention import _flex_outside_graphs
+
+            _flex_outside_graphs()
         for b in self.blocks:
             b.self_attn.attention = name
 
