@@ -1,9 +1,11 @@
 """FlashVSR Tiny speed with random full-size weights on a GPU: FPS and peak GPU memory at
 768x1408 (101 frames), 1280x1920 (61) and 1080x1920 (101) output, plus a check that the fast
 attention path (FlexAttention) matches the exact reference on a small case, in bf16 and
-against the fp32 reference.
+against the fp32 reference. ``--tile-size`` runs each size in spatial DiT tiles (input pixels; a
+comma list sweeps them, 0 = untiled), so peak memory can be read against the tile size:
 
     python bench/flashvsr_speed.py [--sizes 768x1408x101,...] [--check]
+    python bench/flashvsr_speed.py --sizes 1080x1920x61 --tile-size 0,512,256,128 [--tile-overlap 24]
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from vsrkit.engines.flashvsr import FlashVSRSession, prepare
 from vsrkit.engines.flashvsr.dit import DiTConfig, WanDiT
 from vsrkit.engines.flashvsr.lq_proj import LQProjector
 from vsrkit.engines.flashvsr.tcdecoder import TCDecoder
+from vsrkit.engines.flashvsr.tiled import TILE_MULTIPLE, open_tiled
+from vsrkit.engines.tiles import plan_tiles
+from vsrkit.options import Options
 from vsrkit.tiling import pad_to_multiple
 
 FULL = DiTConfig(dim=1536, in_dim=16, ffn_dim=8960, text_dim=4096, freq_dim=256, num_layers=30,
@@ -36,20 +41,23 @@ def random_models(device, dtype, cfg=FULL, lq=(2048, 3072), tc=(512, 256, 128, 1
     return prepare(*mods, prompt, torch.device(device), dtype)
 
 
-def session(loaded, h, w, attention, device, dtype):
+def session(loaded, h, w, attention, device, dtype, tile=None, overlap=None):
     ph, pw = pad_to_multiple(h, w, 128)
     plan = EnginePlan("flashvsr-v1.1", (h // 4, w // 4), (h, w), device,
                       {torch.bfloat16: "bf16", torch.float32: "fp32"}[dtype],
                       details={"canvas": (h + ph, w + pw), "sparse_ratio": 2.0, "kv_ratio": 3.0,
                                "local_range": 11, "seed": 0, "color_fix": "adain",
                                "attention": attention})
+    if tile and plan_tiles(plan, Options(tile_size=tile, tile_overlap=overlap), TILE_MULTIPLE):
+        print(f"  tiles: {plan.details['tiles']}")
+        return open_tiled(plan, loaded, torch.device(device), dtype, FlashVSRSession)
     return FlashVSRSession(plan, loaded, torch.device(device), dtype)
 
 
-def run(loaded, h, w, n, attention, device, dtype, seed=1):
+def run(loaded, h, w, n, attention, device, dtype, seed=1, tile=None, overlap=None):
     g = torch.Generator().manual_seed(seed)
     frames = torch.randint(0, 256, (n, h // 4, w // 4, 3), generator=g, dtype=torch.uint8)
-    s = session(loaded, h, w, attention, device, dtype)
+    s = session(loaded, h, w, attention, device, dtype, tile, overlap)
     outs = []
     torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -64,6 +72,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="768x1408x101,1280x1920x61,1080x1920x101")
     ap.add_argument("--check", action="store_true", help="flex vs reference on a small case")
+    ap.add_argument("--tile-size", default="0", help="DiT tile sizes in input pixels, comma "
+                    "separated (0: untiled); each size runs once per tile size")
+    ap.add_argument("--tile-overlap", type=int, default=None,
+                    help="tile overlap in input pixels (default: vsrkit's, 24)")
     args = ap.parse_args()
     device, dtype = "cuda", torch.bfloat16
     print(torch.cuda.get_device_name(), torch.__version__)
@@ -83,14 +95,20 @@ def main() -> None:
         psnr = -10 * torch.log10((d ** 2).mean()).item()
         print(f"bf16 flex vs fp32 reference (256x512, 29 frames): max abs {d.max():.4f}, "
               f"mean abs {d.mean():.5f}, PSNR {psnr:.1f} dB")
+    tiles = [int(t) for t in args.tile_size.split(",")]
     for spec in args.sizes.split(","):
         h, w, n = map(int, spec.split("x"))
-        run(loaded, h, w, 25, "flex", device, dtype)  # warm-up: compile for this shape
-        torch.cuda.reset_peak_memory_stats()
-        secs, out = run(loaded, h, w, n, "flex", device, dtype)
-        assert out.shape[0] == n
-        peak = torch.cuda.max_memory_allocated() / 2**30
-        print(f"{w}x{h} x{n}: {n / secs:.2f} FPS ({secs:.1f} s), peak GPU memory {peak:.1f} GiB")
+        for tile in tiles:
+            # warm-up: compile for this shape (every tile shape of the grid)
+            run(loaded, h, w, 25, "flex", device, dtype, tile=tile, overlap=args.tile_overlap)
+            torch.cuda.reset_peak_memory_stats()
+            secs, out = run(loaded, h, w, n, "flex", device, dtype, tile=tile,
+                            overlap=args.tile_overlap)
+            assert out.shape == (n, h, w, 3), out.shape
+            peak = torch.cuda.max_memory_allocated() / 2**30
+            label = f"tile {tile} px" if tile else "untiled"
+            print(f"{w}x{h} x{n} {label}: {n / secs:.2f} FPS ({secs:.1f} s), "
+                  f"peak GPU memory {peak:.1f} GiB")
 
 
 if __name__ == "__main__":

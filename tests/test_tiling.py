@@ -44,3 +44,19 @@ def test_segments_keep_every_frame_once(n, length, warmup):
 def test_pad_to_multiple(h, w, m):
     ph, pw = pad_to_multiple(h, w, m)
     assert (h + ph) % m == 0 and (w + pw) % m == 0 and 0 <= ph < m and 0 <= pw < m
+
+
+@given(st.integers(1, 5000), st.integers(1, 600), st.integers(0, 200), st.sampled_from([1, 8, 32]))
+def test_tiles_on_grid_are_windows_of_the_padded_canvas(size, tile, overlap, multiple):
+    tile = max(tile, multiple) // multiple * multiple
+    overlap = min(overlap, tile - multiple)
+    spans = tile_grid(size, tile, overlap, multiple, on_grid=True)
+    assert spans[0][0] == 0 and spans[-1][1] == size
+    if size > tile:
+        assert all(a % multiple == 0 for a, _ in spans)  # every start on the grid, the last too
+        # each tile padded to the multiple lies inside the frame padded to it
+        assert all(a + tile <= -(-size // multiple) * multiple for a, _ in spans)
+        assert all(b - a <= tile for a, b in spans)
+        assert spans[-1][1] - spans[-1][0] > tile - multiple  # never smaller than the grid forces
+    for (a, b), (c, d) in zip(spans, spans[1:]):
+        assert a < c and b - c >= overlap

@@ -19,11 +19,17 @@ def pad_to_multiple(h: int, w: int, multiple: int) -> tuple[int, int]:
     return round_up(h, multiple) - h, round_up(w, multiple) - w
 
 
-def tile_grid(size: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:
+def tile_grid(size: int, tile: int, overlap: int, multiple: int = 1, *,
+              on_grid: bool = False) -> list[tuple[int, int]]:
     """Half-open ``(start, stop)`` spans covering ``[0, size)``.
 
-    Starts are multiples of ``multiple``; neighbours overlap by at least ``overlap``; the last
-    tile is shifted back so every tile has the full ``tile`` length (when ``size >= tile``).
+    Starts are multiples of ``multiple``; neighbours overlap by at least ``overlap`` (when
+    ``tile - overlap >= multiple``); the last tile is shifted back so that it ends at ``size``.
+    By default it keeps the full ``tile`` length and may start off the grid. ``on_grid=True``
+    keeps its start on the grid too (the first multiple at or past ``size - tile``), so it may be
+    up to ``multiple - 1`` shorter than ``tile``: an engine that pads its canvas to ``multiple``
+    pads that tile back to ``tile``, and each tile's padded canvas is then exactly a window of
+    the whole frame's padded canvas (same windows, same noise slice, same padding).
     """
     if tile <= 0 or overlap < 0:
         raise ValueError(f"tile {tile} / overlap {overlap}")
@@ -32,6 +38,9 @@ def tile_grid(size: int, tile: int, overlap: int, multiple: int = 1) -> list[tup
     tile = max(multiple, tile // multiple * multiple)
     stride = max(multiple, (tile - overlap) // multiple * multiple)
     starts = list(range(0, size - tile, stride))
+    if on_grid:
+        last = round_up(size - tile, multiple)  # > every start above: they are < size - tile
+        return [(s, s + tile) for s in starts] + [(last, size)]
     last = (size - tile) // multiple * multiple
     if last + tile < size:  # size - tile not on the grid: the last tile ends short of size
         last = size - tile
@@ -71,6 +80,25 @@ def blend_mask(h_span: tuple[int, int], w_span: tuple[int, int], h_ov: tuple[int
     hy = torch.tensor(blend_ramp((h_span[1] - h_span[0]) * scale, h_ov[0] * scale, h_ov[1] * scale))
     wx = torch.tensor(blend_ramp((w_span[1] - w_span[0]) * scale, w_ov[0] * scale, w_ov[1] * scale))
     return (hy[:, None] * wx[None, :]).to(device=device, dtype=torch.float32)
+
+
+def blend_weights(h_spans: list[tuple[int, int]], w_spans: list[tuple[int, int]],
+                  scale: int = 1, device=None) -> list:
+    """Normalized ``(H, W)`` float32 weights of each tile of the grid ``h_spans x w_spans``
+    (row-major), spans at input scale, weights at ``scale`` times it. Over the canvas they sum to
+    1 at every pixel. Each is ``blend_mask`` divided by the summed masks: ramps only where tiles
+    overlap, and a pixel that one tile alone covers has that tile's mask 1 and sum 1, so its
+    weight is exactly 1.0 and the tile's value passes unchanged."""
+    import torch
+
+    masks = [blend_mask(ys, xs, yo, xo, scale, device)
+             for ys, yo in zip(h_spans, overlaps(h_spans)) for xs, xo in zip(w_spans, overlaps(w_spans))]
+    total = torch.zeros(h_spans[-1][1] * scale, w_spans[-1][1] * scale, device=device)
+    tiles = [(ys, xs) for ys in h_spans for xs in w_spans]
+    for ((y0, y1), (x0, x1)), m in zip(tiles, masks):
+        total[y0 * scale:y1 * scale, x0 * scale:x1 * scale] += m
+    return [m / total[y0 * scale:y1 * scale, x0 * scale:x1 * scale]
+            for ((y0, y1), (x0, x1)), m in zip(tiles, masks)]
 
 
 @dataclass(frozen=True)

@@ -92,3 +92,33 @@ def test_benchmark_shapes_against_the_h100():
     e = es.estimate(SV["3b"], (1088, 1920), (1080, 1920), batch_frames=21, temporal_overlap=0,
                     vae_tiles=(512, 64))
     assert abs(e.gpu_bytes / gib / 17.3 - 1) < 0.15
+
+
+def _tiled_plan(h, w, tile):
+    from vsrkit.engines.base import EnginePlan
+    from vsrkit.engines.tiles import plan_tiles
+    from vsrkit.options import Options
+    from vsrkit.tiling import round_up
+
+    plan = EnginePlan("flashvsr-v1.1", (h, w), (4 * h, 4 * w), "cuda", "bf16",
+                      details={"canvas": (round_up(4 * h, 128), round_up(4 * w, 128))})
+    if tile:
+        plan_tiles(plan, Options(tile_size=tile), 32)
+    ef.fill(plan, FV)
+    return plan
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(64, 600), st.integers(64, 600), st.sampled_from([64, 128, 256, 512]))
+def test_flashvsr_dit_tiles_one_step_at_a_time_every_state_kept(h, w, tile):
+    """DiT tiles (engines/tiles.py): the step transient is one tile's, the streaming state is
+    every tile's, time is every tile's."""
+    plan = _tiled_plan(h, w, tile)
+    if "tiles" not in plan.details:
+        return
+    n = len(plan.details["tiles"].tiles)
+    one = ef.estimate(FV, tuple(min(c, 4 * tile) for c in plan.details["canvas"]))
+    state = one.parts["KV cache"] + one.parts["decoder state"] + one.parts["LQ frames"]
+    canvas = 21 * 3 * 4 * 16 * h * w
+    assert plan.est_gpu_bytes == one.gpu_bytes + (n - 1) * state + canvas
+    assert plan.est_seconds_per_frame == one.seconds_per_frame * n

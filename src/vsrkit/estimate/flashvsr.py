@@ -278,15 +278,28 @@ def fill(plan, shapes: FlashVSRShapes) -> None:
     d = plan.details
     n_off, wdt = knobs(d)
     canvas = d["canvas"]
-    if d.get("tile_size"):  # DiT tiles (input pixels): one tile's canvas at a time
-        t = 4 * int(d["tile_size"]) + 4 * int(d.get("tile_overlap") or 0)
-        canvas = tuple(min(c, -(-t // 128) * 128) for c in canvas)
+    tiles = d.get("tiles")  # DiT tiles (engines/tiles.py): tiles of up to tiles.tile input px
+    if tiles:
+        canvas = tuple(min(c, 4 * tiles.tile) for c in canvas)  # a tile's padded canvas
     est = estimate(shapes, canvas, dtype=plan.dtype, variant=d.get("variant", "tiny"),
                    kv_ratio=d.get("kv_ratio", 3.0), sparse_ratio=d.get("sparse_ratio", 2.0),
                    local_range=d.get("local_range", 11), offload_blocks=n_off, weights_dtype=wdt,
                    vae_tiles=d.get("vae_tiles"), gpu=plan.device.startswith("cuda"),
                    rates=device_rates(plan.device))
-    if canvas != tuple(d["canvas"]):  # tiles run one after the other: time scales with area
-        n = (d["canvas"][0] * d["canvas"][1]) / (canvas[0] * canvas[1])
-        est.seconds_per_frame *= n
+    if tiles:
+        tiled(est, len(tiles.tiles), plan.in_size)
     apply(plan, est)
+
+
+def tiled(est: Estimate, n_tiles: int, in_size: tuple[int, int]) -> None:
+    """One tile's estimate -> the tiled stream's (in place). The tiles step one after the other,
+    so one tile's step transient is live at a time, but every tile keeps its streaming state
+    (KV cache, decoder state, LQ frames) from step to step: the other tiles' states add up (an
+    upper bound: the tile's peak-phase state, for all of them). The blended canvas holds a
+    step 0's 21 frames of 4H x 4W x 3 float32 accumulators. Time: every tile runs every step."""
+    state = est.parts["KV cache"] + est.parts["decoder state"] + est.parts["LQ frames"]
+    others = (n_tiles - 1) * state
+    canvas = 21 * 3 * 4 * (4 * in_size[0]) * (4 * in_size[1])
+    est.parts.update({"other tiles' state": others, "tile canvas": canvas})
+    est.gpu_bytes += others + canvas
+    est.seconds_per_frame *= n_tiles

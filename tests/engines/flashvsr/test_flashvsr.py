@@ -142,7 +142,8 @@ def test_flex_block_sparse_matches_reference_including_empty_rows(monkeypatch):
     assert out.view(nq, 128, heads, 128)[1, :, 0].abs().max() == 0
 
 
-@pytest.mark.parametrize("flag", [["--fit", "crop"], ["--tile-size", "256"], ["--tiled-vae"]])
+@pytest.mark.parametrize("flag", [["--fit", "crop"], ["--tiled-vae"], ["--tile-size", "16"],
+                                  ["--tile-overlap", "8"]])
 def test_options_not_built_yet_fail_clearly(tmp_path, flag):
     src = make_video(tmp_path / "in.mp4", frames=2, size=(32, 32))
     r = subprocess.run([sys.executable, "-m", "vsrkit", "upscale", str(src), "--model",

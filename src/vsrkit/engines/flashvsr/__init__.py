@@ -31,6 +31,7 @@ from ...ops.color import METHODS as COLOR_METHODS
 from ...ops.color import color_fix
 from ...ops.resize import resize_u8
 from ..base import Engine, EnginePlan, EngineSession
+from ..tiles import plan_tiles, tile_options
 from ..classical import resample_matrix
 from ...ops.attention import pick_attention
 from .dit import DiTConfig, WanDiT
@@ -38,6 +39,7 @@ from .lcsa import local_mask
 from .lq_proj import LQProjector
 from .decoder import FrameDecoder
 from .tcdecoder import TCDecoder
+from .tiled import TILE_MULTIPLE, open_tiled
 from .wan_vae import DEFAULT_OVERLAP as VAE_OVERLAP
 from .wan_vae import DEFAULT_TILE as VAE_TILE
 from .wan_vae import VAEStream, WanVAE, load_wan_vae
@@ -92,10 +94,9 @@ class FlashVSREngine(Engine):
         # options this engine does not implement yet fail here, never silently
         from ...errors import UsageError
 
-        for flag, unsupported in (("--fit crop", opts.fit == "crop"),
-                                  ("--tile-size", opts.tile_size is not None)):
-            if unsupported:
-                raise UsageError(f"{flag} is not available for FlashVSR yet")
+        if opts.fit == "crop":
+            raise UsageError("--fit crop is not available for FlashVSR yet")
+        tile_options(opts, TILE_MULTIPLE)  # checked here; the grid is planned below
         vae_tiles = self._vae_tiles(opts)
         fix = "adain" if opts.color_fix == "auto" else opts.color_fix
         if fix not in COLOR_METHODS:
@@ -131,6 +132,7 @@ class FlashVSREngine(Engine):
                           # 24 frames rebuild the 3 cached latent groups; output frame i comes
                           # from the step that reads LQ frames up to i + 12
                           warmup_frames=48, lookahead_frames=12, frame_align=8)
+        plan_tiles(plan, opts, TILE_MULTIPLE)  # --tile-size: the grid into details and notes
         estimate.fill(plan, self._shapes())
         return plan
 
@@ -193,6 +195,8 @@ class FlashVSREngine(Engine):
     def open(self, plan: EnginePlan) -> EngineSession:
         device = torch.device(plan.device)
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[plan.dtype]
+        if plan.details.get("tiles"):
+            return open_tiled(plan, self._load(device, dtype), device, dtype, FlashVSRSession)
         return FlashVSRSession(plan, self._load(device, dtype), device, dtype)
 
     def close(self) -> None:
@@ -255,6 +259,10 @@ class FlashVSRSession(EngineSession):
         (self.H, self.W), (self.Hp, self.Wp) = plan.in_size, d["canvas"]
         self.h4, self.w4 = self.H * 4, self.W * 4
         self.seed = d["seed"]
+        # a tile's canvas is a window of the frame's (tiled.py): its noise is that window of
+        # the frame's canvas noise; (Hn, Wn) and (y, x) in output pixels
+        self.noise_canvas = tuple(d.get("noise_canvas", (self.Hp, self.Wp)))
+        self.noise_origin = tuple(d.get("noise_origin", (0, 0)))
         self.color_fix = d["color_fix"]
         self.out_resize = None
         if plan.out_size != (self.h4, self.w4):
@@ -311,9 +319,11 @@ class FlashVSRSession(EngineSession):
             lat = [4 + 2 * k, 5 + 2 * k]
         tokens = [tok for a, b in clips if (tok := self.lq.push(self._lq(a, b))) is not None]
         lq_tokens = torch.cat(tokens)  # (f*h*w, D)
-        c = (16, self.Hp // 8, self.Wp // 8)
-        noise = latent_noise(self.seed, [self.t0 + t for t in lat], c, device=self.device,
-                             dtype=self.dtype).transpose(0, 1)  # (T, C, h, w) -> (C, T, h, w)
+        (hn, wn), (y, x) = self.noise_canvas, self.noise_origin
+        noise = latent_noise(self.seed, [self.t0 + t for t in lat], (16, hn // 8, wn // 8),
+                             device=self.device, dtype=self.dtype)
+        noise = noise[..., y // 8:(y + self.Hp) // 8, x // 8:(x + self.Wp) // 8]
+        noise = noise.transpose(0, 1)  # (T, C, h, w) -> (C, T, h, w)
         v = self.dit(noise, lq_tokens, self.t, self.t_mod, torch.tensor(lat), self.caches,
                      self.ctx_kv, self.topk, self.kv_len, self.local)
         x0 = (noise - v).transpose(0, 1)  # (T, 16, h, w)
