@@ -116,16 +116,44 @@ class Segment:
         return self.stop - self.keep_start
 
 
-def segments(n_frames: int, length: int, warmup: int) -> list[Segment]:
-    """Cut ``n_frames`` into segments of ``length`` kept frames, each preceded by up to
-    ``warmup`` frames of context. Every frame is kept by exactly one segment."""
-    if length <= 0 or warmup < 0:
-        raise ValueError(f"length {length} / warmup {warmup}")
-    out = []
-    for i, start in enumerate(range(0, n_frames, length)):
-        out.append(Segment(i, max(0, start - warmup), start, min(n_frames, start + length)))
-    return out
-
-
 def fit_scale(h: int, w: int, target_h: int, target_w: int) -> float:
     return math.sqrt((target_h * target_w) / (h * w))
+
+
+def plan_segments(n_frames: int, *, workers: int = 1, warmup: int = 0, lookahead: int = 0,
+                  align: int = 1, length: int | None = None, max_length: int = 600,
+                  min_context_ratio: int = 4) -> list[Segment]:
+    """Segments of a video for ``workers`` devices. Every frame is kept by exactly one segment;
+    a segment reads up to ``warmup`` frames before its first kept frame (down to the ``align``
+    grid) and, in the engine, ``lookahead`` frames after its last.
+
+    ``length`` given: segments of that many kept frames. Otherwise the count is a multiple of
+    ``workers`` (no device idles for a last odd segment) with at most ``max_length`` kept frames
+    each (the unit of resume), but no more segments than keep ``min_context_ratio`` kept frames
+    per frame of recomputed context (warm-up + look-ahead); the cuts make every segment's
+    work (kept + warm-up + look-ahead frames) equal, since the first segment has no warm-up and
+    the last no look-ahead. Cuts lie on the ``align`` grid."""
+    if n_frames <= 0 or workers <= 0 or warmup < 0 or lookahead < 0 or align <= 0:
+        raise ValueError(f"{n_frames=} {workers=} {warmup=} {lookahead=} {align=}")
+    if length is not None:
+        starts = list(range(0, n_frames, length))
+    else:
+        context = warmup + lookahead
+        count = workers * math.ceil(math.ceil(n_frames / max_length) / workers)
+        if context:
+            count = min(count, max(1, n_frames // (min_context_ratio * context)))
+        # equal work c per segment: the first keeps c - lookahead, the middle ones
+        # c - warmup - lookahead, the last c - warmup; n + (count - 1) * context = count * c
+        c = (n_frames + (count - 1) * context) / count
+        starts = [0] + [round((c - lookahead + (i - 1) * (c - context)) / align) * align
+                        for i in range(1, count)]
+        starts = sorted({s for s in starts if 0 <= s < n_frames})
+    stops = starts[1:] + [n_frames]
+    return [Segment(i, max(0, a - warmup) // align * align, a, b)
+            for i, (a, b) in enumerate(zip(starts, stops))]
+
+
+def context_frames(segs: list[Segment], n_frames: int, lookahead: int) -> int:
+    """Frames read beyond the kept ones (each segment's warm-up and look-ahead): the work a
+    segmented run does on top of an unbroken one."""
+    return sum(s.keep_start - s.read_start + min(lookahead, n_frames - s.stop) for s in segs)

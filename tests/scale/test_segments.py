@@ -91,16 +91,16 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     while not out.exists() and kills < 4:
         p = subprocess.Popen(cmd)
         # wait until this run has made a new segment, then kill it at a random moment
-        have = len(list(work.glob("seg_*.nut"))) if work.exists() else 0
+        have = len(list(work.glob("seg_*.seg"))) if work.exists() else 0
         deadline = time.monotonic() + 60
         while p.poll() is None and time.monotonic() < deadline and (
-                not work.exists() or len(list(work.glob("seg_*.nut"))) <= have):
+                not work.exists() or len(list(work.glob("seg_*.seg"))) <= have):
             time.sleep(0.02)
         time.sleep(rng.uniform(0.0, 0.3))
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             kills += 1
-            done_before.append(len(list(work.glob("seg_*.nut"))))
+            done_before.append(len(list(work.glob("seg_*.seg"))))
         p.wait()
     assert kills >= 2, "the run finished before it could be killed twice"
     if not out.exists():

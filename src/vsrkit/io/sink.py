@@ -37,6 +37,8 @@ CODECS = {
     "av1": ("libsvtav1", "yuv420p", "yuv420p10le", 63),
     "prores": ("prores_ks", "yuv422p10le", "yuv422p10le", None),
     "ffv1": ("ffv1", "bgr0", "gbrp16le", None),  # lossless RGB: nothing converted
+    # a PNG-folder output's segments (scale/segments.py): PNG packets in NUT, one file each
+    "png": ("png", "rgb24", "rgb48be", None),
 }
 DEFAULT_CRF = {"h264": 18, "hevc": 20, "av1": 30}
 # FFV1 version 3 with slices: encodes and decodes on several threads, still lossless
@@ -217,6 +219,18 @@ class PngSink(Sink):
                     c.mux(p)
             self.frames_written += 1
 
+    def append_encoded(self, path: Path, frames: Sequence[tuple[int | None, int | None]]) -> None:
+        """A segment's PNG packets (a PNG file is its packet's bytes), one file per frame."""
+        n = 0
+        with av.open(str(path)) as c:
+            for p in c.demux(c.streams.video[0]):
+                if p.size:
+                    (self.tmp / f"{self.frames_written:06d}.png").write_bytes(bytes(p))
+                    self.frames_written += 1
+                    n += 1
+        if n != len(frames):
+            raise OutputError(f"{path}: {n} frames, the manifest says {len(frames)}")
+
     def _finish(self, dest: Path) -> Path:
         if dest.exists():
             shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
@@ -237,8 +251,16 @@ class PngSink(Sink):
 
 
 class VideoSink(Sink):
+    """Encodes frames into a video-only intermediate, remuxed with the input's other streams at
+    ``close``. Two modes serve segmented runs (scale/segments.py): ``video_file`` (a segment's
+    worker) encodes the frames with their raw timestamps into exactly that file and nothing
+    else (``finish_segment``); ``packets`` (the assembling parent) encodes nothing: it copies
+    the packets of such segment files in order (``append_encoded``), so the encoder runs in
+    the workers, in parallel, and the output is made as if one encoder had written it."""
+
     def __init__(self, output: Path, source, out_size: tuple[int, int], opts: Options,
-                 notice: Callable[[str], None]):
+                 notice: Callable[[str], None], *, video_file: Path | None = None,
+                 video_format: str | None = None, packets: bool = False):
         self.path = output
         self.source = source
         self.opts = opts
@@ -257,8 +279,9 @@ class VideoSink(Sink):
         # NUT keeps any time base exactly (MKV would round timestamps to milliseconds)
         # (MOV for ProRes, which NUT does not take; MOV keeps time bases too)
         inter = ".mov" if self.codec == "prores" else ".nut"
-        self.tmp_video = output.with_name(f".{output.stem}.vsrkit-video{inter}")
-        self.container = av.open(str(self.tmp_video), "w")
+        self.tmp_video = video_file or output.with_name(f".{output.stem}.vsrkit-video{inter}")
+        self.segment = video_file is not None
+        self.container = av.open(str(self.tmp_video), "w", format=video_format)
         options = {}
         # HDR10 mastering display and light level: x265 and SVT-AV1 write them as the input has
         # them; the other encoders have no place for them (said once)
@@ -284,11 +307,6 @@ class VideoSink(Sink):
         elif self.codec == "prores":
             q = opts.quality or 8
             options["profile"] = "3" if q >= 8 else ("2" if q >= 5 else "1")
-        self.stream = vs = self.container.add_stream(enc, rate=spec.frame_rate, options=options)
-        vs.width, vs.height, vs.pix_fmt = w, h, pix
-        vs.codec_context.thread_type, vs.codec_context.thread_count = "AUTO", 0
-        vs.time_base = spec.time_base
-        vs.codec_context.time_base = spec.time_base
         self.yuv = pix.startswith(("yuv", "nv"))
         # tags as the input has them; unspecified YUV is written (and converted) as BT.709
         # limited range, so the file says how its samples were made
@@ -298,6 +316,26 @@ class VideoSink(Sink):
             notice(f"color matrix {c.matrix} cannot be converted to; writing bt709")
             self.matrix = 1
         self.crange = code_of("range", c.range) or 1
+        self.frames_written = 0
+        # written timestamps, in time_base units: a trimmed output starts at 0 (players show a
+        # clip, not an empty lead-in), so everything is moved back by the first frame's pts
+        self.offset = 0
+        self.first_pts: int | None = None  # of the first written frame, after the offset
+        self.last_end: int | None = None  # end of the last written frame, after the offset
+        self.encoder = not packets
+        self._tail: list[int] = []  # packets: the latest pts appended (append_encoded)
+        self.stream = None  # packets: made from the first appended segment's stream
+        if not packets:
+            self._open_encoder(enc, options, w, h, pix)
+
+    def _open_encoder(self, enc: str, options: dict, w: int, h: int, pix: str) -> None:
+        spec = self.spec
+        self.stream = vs = self.container.add_stream(enc, rate=spec.frame_rate, options=options)
+        vs.width, vs.height, vs.pix_fmt = w, h, pix
+        vs.codec_context.thread_type, vs.codec_context.thread_count = "AUTO", 0
+        vs.time_base = spec.time_base
+        vs.codec_context.time_base = spec.time_base
+        c = spec.color
         cc = vs.codec_context
         if self.yuv:
             cc.colorspace = self.matrix
@@ -311,12 +349,6 @@ class VideoSink(Sink):
             cc.sample_aspect_ratio = spec.sample_aspect_ratio
         if spec.rotation:
             vs.set_display_rotation(spec.rotation)
-        self.frames_written = 0
-        # written timestamps, in time_base units: a trimmed output starts at 0 (players show a
-        # clip, not an empty lead-in), so everything is moved back by the first frame's pts
-        self.offset = 0
-        self.first_pts: int | None = None  # of the first written frame, after the offset
-        self.last_end: int | None = None  # end of the last written frame, after the offset
 
     def write(self, frames: torch.Tensor, infos: Sequence[FrameInfo]) -> None:
         self._check(frames, infos)
@@ -328,7 +360,7 @@ class VideoSink(Sink):
                                  dst_color_range=self.crange)
             raw = info.pts if info.pts is not None else self.frames_written
             if self.first_pts is None:
-                self.offset = raw if self._trimmed() else 0
+                self.offset = raw if self._trimmed() and not self.segment else 0
                 self.first_pts = raw - self.offset
             fr.pts = raw - self.offset
             fr.time_base = self.spec.time_base
@@ -339,9 +371,71 @@ class VideoSink(Sink):
             self.last_end = fr.pts + step
             self.frames_written += 1
 
-    def _finish_video(self) -> None:
-        for p in self.stream.encode():
+    def append_encoded(self, path: Path, frames: Sequence[tuple[int | None, int | None]]) -> None:
+        """Copy a segment file's packets (written by a ``video_file`` sink with these settings
+        from frames with the raw timestamps ``frames``: (pts, duration) each) onto this
+        output's timeline, after what is already written."""
+        step = _frame_step(self.spec)
+        tb = self.spec.time_base
+        first_raw = frames[0][0]
+        if self.first_pts is None:
+            self.offset = first_raw if self._trimmed() else 0
+            self.first_pts = first_raw - self.offset
+        n = 0
+        lead: list = []  # the segment's first packets, whose dts the file does not hold
+        with av.open(str(path)) as c:
+            vs = c.streams.video[0]
+            if self.stream is None:
+                self.stream = _video_template(self.container, vs, None if self.spec.vfr
+                                              else self.spec.frame_rate)
+                self.stream.time_base = tb
+            shift = None  # ticks (of the file's time base) its muxer added, plus our offset
+            for p in c.demux(vs):
+                if p.dts is None and p.pts is None:
+                    continue  # the demuxer's empty flushing packet
+                if shift is None:
+                    # the first packet is the segment's first (key)frame: its pts in the file
+                    # against the frame's own tells what the file's muxer shifted
+                    shift = p.pts - int(round((first_raw - self.offset) * tb / p.time_base))
+                p.pts = p.pts - shift if p.pts is not None else None
+                p.dts = p.dts - shift if p.dts is not None else None
+                p.stream = self.stream
+                n += 1
+                if p.dts is None and self._tail:
+                    # With B-frames the first packets' decode times lie before the segment's
+                    # first frame (the file cannot keep them: NUT stores no negative dts). In
+                    # one continuous stream they are the previous frames' presentation times:
+                    # decode time k is the k-th smallest pts, ``delay`` packets late.
+                    lead.append(p)
+                    continue
+                if lead:
+                    self._mux_lead(lead)
+                self.container.mux(p)
+            if lead:
+                self._mux_lead(lead)
+        if n != len(frames):
+            raise OutputError(f"{path}: {n} packets, the manifest says {len(frames)} frames")
+        self.frames_written += n
+        end = max(pts + (dur or step) for pts, dur in frames) - self.offset
+        self.last_end = end if self.last_end is None else max(self.last_end, end)
+        # the latest presentation times so far, in this output's ticks (sorted)
+        self._tail = sorted(pts - self.offset for pts, _ in frames)[-16:]
+
+    def _mux_lead(self, lead: list) -> None:
+        tail = self._tail[-len(lead):]
+        for p, dts in zip(lead, [None] * (len(lead) - len(tail)) + tail):
+            p.dts = None if dts is None else int(round(dts * self.spec.time_base / p.time_base))
             self.container.mux(p)
+        lead.clear()
+
+    def finish_segment(self) -> None:
+        """A ``video_file`` sink's end: the encoder flushed and the file closed (no remux)."""
+        self._finish_video()
+
+    def _finish_video(self) -> None:
+        if self.encoder:
+            for p in self.stream.encode():
+                self.container.mux(p)
         self.container.close()
 
     def _remux(self, dest: Path, end_seconds: float | None) -> Path:
@@ -646,8 +740,10 @@ def _reencoded_audio(src, index: int, out, codec: str, targets, start_seconds, e
 
 
 def open_sink(output: str | os.PathLike, source, out_size: tuple[int, int], opts: Options,
-              notice: Callable[[str], None] = print) -> Sink:
+              notice: Callable[[str], None] = print, packets: bool = False) -> Sink:
+    """``packets``: a segmented run's output, assembled from encoded segments
+    (``append_encoded``) instead of frames."""
     output = Path(output)
     if is_png_output(output, opts):
         return PngSink(output, source.spec, out_size, opts)
-    return VideoSink(output, source, out_size, opts, notice)
+    return VideoSink(output, source, out_size, opts, notice, packets=packets)

@@ -1,20 +1,31 @@
-"""``--devices cuda:0,cuda:1|all``: segments in parallel on one machine, one model copy per
-device, each in its own thread (the heavy work releases the GIL); frames are assembled in order
-afterwards from the work folder."""
+"""``--devices cuda:0,cuda:1|all``: segments in parallel on one machine, one worker process per
+device (``worker.worker_main``: its own interpreter, so no GIL, decode or encode is shared; the
+model loaded once per process), taking segments from one queue. The parent (this module) only
+collects: it marks segments done, appends them to the output in order and reports progress
+(``segments.Tracker``).
+
+A device may be named more than once (``cpu,cpu``: two CPU workers, which is how the tests run
+several workers without GPUs; ``cuda:0,cuda:0`` runs two model copies on one GPU).
+"""
 
 from __future__ import annotations
 
+import os
 import queue
-import threading
+import time
 
-from .. import engines
-from ..errors import ResourceError, UsageError
-from ..progress import Event
-from .segments import run_segment, seg_name
+from ..errors import ResourceError, UsageError, VsrkitError
+from .worker import rebuild_error, worker_main
+
+GRACE_SECONDS = 10.0  # a stopped worker finishes its current frame within this, or is ended
+LOST_AFTER = 1.0  # seconds a dead worker's last messages may still be in flight
 
 
 def parse_devices(text: str) -> list[str]:
+    """``all`` (every CUDA GPU) or a comma list; each device is checked before any work."""
     import torch
+
+    from ..devices import pick_device
 
     if text == "all":
         n = torch.cuda.device_count()
@@ -24,46 +35,91 @@ def parse_devices(text: str) -> list[str]:
     devs = [d.strip() for d in text.split(",") if d.strip()]
     if not devs:
         raise UsageError(f"--devices {text!r}: expected cuda:0,cuda:1 or all")
+    for d in devs:
+        if d == "auto":
+            raise UsageError("--devices: name the devices (cuda:0,cuda:1) or give all")
+        try:
+            pick_device(d)
+        except VsrkitError as e:  # said as the option the user gave
+            raise type(e)(str(e).replace("--device ", "--devices ", 1)) from None
     return devs
 
 
-def run_on_devices(job, todo, manifest, opts, emit, cancel, total: int, on_done=None) -> None:
-    devs = parse_devices(opts.devices)
-    work: queue.Queue = queue.Queue()
+def _cpu_threads(devices: list[str]) -> int | None:
+    """CPU workers share the cores instead of each starting one thread per core."""
+    n = sum(d == "cpu" for d in devices)
+    return max(1, (os.cpu_count() or 1) // n) if n else None
+
+
+def run_on_devices(job, todo, folder, devices: list[str], tracker, cancel) -> None:
+    """Make ``todo`` on ``devices``; returns when all are made or the run stopped (``cancel``);
+    raises a worker's error after stopping the others (finished segments stay done)."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # CUDA cannot be used in a forked child
+    tasks, results, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
     for seg in todo:
-        work.put(seg)
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-    done = [total - sum(s.kept for s in todo)]
-
-    def worker(device: str) -> None:
-        try:
-            engine = engines.create(opts.replace(device=device, devices=None))
-            dev_job = type(job)(**{**job.__dict__, "opts": job.opts.replace(device=device,
-                                                                             devices=None)})
-            while not cancel.cancelled and not errors:
-                try:
-                    seg = work.get_nowait()
-                except queue.Empty:
-                    return
-                manifest.mark_done(seg.index, run_segment(
-                    dev_job, seg, engine, manifest.folder / seg_name(seg.index), cancel))
-                with lock:
-                    done[0] += seg.kept
-                    emit(Event("upscaling", done[0], total,
-                               message=f"segment {seg.index} on {device}"))
-        except BaseException as e:  # noqa: BLE001 - re-raised by the caller
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(d,), daemon=True) for d in devs]
-    for t in threads:
-        t.start()
-    # Assembling while the device threads run was measured (2 x H200: efficiency 0.54 -> 0.58)
-    # but one of three runs failed inside that overlap; until that race is found, assemble after
-    # the workers finish.
-    for t in threads:
-        t.join()
-    if on_done is not None and not errors:
-        on_done()
-    if errors:
-        raise errors[0]
+        tasks.put(seg)
+    for _ in devices:
+        tasks.put(None)
+    by_index = {s.index: s for s in todo}
+    threads = _cpu_threads(devices)
+    procs = [ctx.Process(target=worker_main, name=f"vsrkit-{dev}-{w}", daemon=True,
+                         args=(w, dev, job, str(folder), tasks, results, stop, os.getpid(),
+                               threads if dev == "cpu" else None))
+             for w, dev in enumerate(devices)]
+    for p in procs:
+        p.start()
+    alive = set(range(len(procs)))
+    current: dict[int, int] = {}  # worker -> segment index it reported on
+    dead_since: dict[int, float] = {}
+    error: BaseException | None = None
+    try:
+        while alive:
+            if cancel.cancelled or error is not None:
+                stop.set()
+            try:
+                msg = results.get(timeout=0.2)
+            except queue.Empty:
+                now = time.monotonic()
+                for w in list(alive):
+                    if procs[w].exitcode is None:
+                        continue
+                    if now - dead_since.setdefault(w, now) > LOST_AFTER:
+                        alive.discard(w)
+                        if error is None and not stop.is_set():
+                            seg = current.get(w)
+                            error = ResourceError(
+                                f"the worker on {devices[w]} ended unexpectedly (exit code "
+                                f"{procs[w].exitcode})" + (f" during segment {seg + 1}"
+                                                           if seg is not None else ""))
+                continue
+            kind, w = msg[0], msg[1]
+            if kind == "frames":
+                current[w] = msg[2]
+                tracker.frames(w, msg[3])
+            elif kind == "done":
+                current.pop(w, None)
+                tracker.finished(by_index[msg[2]], msg[3], msg[4], worker=w,
+                                 where=devices[w])
+            elif kind == "error":
+                if error is None:
+                    seg = msg[2]
+                    where = devices[w] + (f", segment {seg + 1}/{tracker.count}"
+                                          if seg is not None else "")
+                    error = rebuild_error(msg[3], msg[4], msg[5], where)
+            elif kind == "exit":
+                alive.discard(w)
+    finally:
+        stop.set()
+        deadline = time.monotonic() + GRACE_SECONDS
+        for p in procs:
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+        for p in procs:
+            if p.is_alive():  # stuck in a long step or loading weights: its file is a .tmp
+                p.terminate()
+                p.join(timeout=5)
+        results.cancel_join_thread()
+        tasks.cancel_join_thread()
+    if error is not None:
+        raise error

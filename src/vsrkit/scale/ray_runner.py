@@ -1,5 +1,6 @@
 """``--ray ADDRESS|auto``: segments as tasks on Ray actors (one GPU each where there are GPUs,
-the model loaded once per actor). Each actor returns its segment file's bytes, so workers need
+the model loaded once per actor: the same ``worker.SegmentMaker`` a --devices worker process
+runs). Each actor returns its segment file's bytes, so workers need
 no storage shared with the driver; the driver writes them into the work folder, marks them in
 the manifest, and assembles the output in order. A segment whose actor dies is given to a fresh
 actor (up to ``MAX_TRIES``). Ray is optional: ``pip install vsrkit[ray]``."""
@@ -9,9 +10,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ..errors import ResourceError, UsageError
+from ..errors import ResourceError, UsageError, VsrkitError
 from ..progress import Event
-from .segments import run_segment, seg_name, sha256
+from .segments import seg_name, sha256
 
 MAX_TRIES = 3
 
@@ -35,23 +36,29 @@ def connect(address: str) -> None:
         raise ResourceError(f"--ray {address}: cannot reach a Ray cluster ({e})") from None
 
 
+def cluster_workers(address: str) -> int:
+    """Actors a run starts: one per GPU of the cluster, else one per CPU."""
+    ray = _ray()
+    connect(address)
+    res = ray.cluster_resources()
+    return int(res.get("GPU", 0)) or max(1, int(res.get("CPU", 1)))
+
+
 class SegmentWorker:
-    """One model copy; makes segments on request."""
+    """A Ray actor around the one segment worker (``worker.SegmentMaker``): one model copy,
+    its GPU (or a CPU), segments on request, each returned as its file's bytes."""
 
     def __init__(self, job):
         import torch
 
-        from .. import engines
+        from .worker import SegmentMaker
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.job = type(job)(**{**job.__dict__, "opts": job.opts.replace(
-            device=device, ray=None, devices=None)})
-        self.engine = engines.create(self.job.opts)
+        self.maker = SegmentMaker(job, "cuda" if torch.cuda.is_available() else "cpu")
 
     def make(self, seg) -> tuple[bytes, str, list]:
         with tempfile.TemporaryDirectory() as d:
             dest = Path(d) / seg_name(seg.index)
-            digest, pts = run_segment(self.job, seg, self.engine, dest)
+            digest, pts = self.maker.make(seg, dest)
             return dest.read_bytes(), digest, pts
 
     def pid(self) -> int:
@@ -60,13 +67,12 @@ class SegmentWorker:
         return os.getpid()
 
 
-def run_on_ray(job, todo, manifest, address: str, emit, cancel, total: int,
-               n_workers: int | None = None, on_actors=None, on_done=None) -> None:
+def run_on_ray(job, todo, folder: Path, address: str, tracker, cancel,
+               n_workers: int | None = None, on_actors=None) -> None:
     ray = _ray()
     connect(address)
     gpus = int(ray.cluster_resources().get("GPU", 0))
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    n = n_workers or (gpus if gpus else max(1, min(len(todo), cpus)))
+    n = n_workers or cluster_workers(address)
     opts = {"num_gpus": 1} if gpus else {"num_cpus": 1}
     Actor = ray.remote(**opts)(SegmentWorker)
     actors = [Actor.remote(job) for _ in range(min(n, max(1, len(todo))))]
@@ -75,41 +81,46 @@ def run_on_ray(job, todo, manifest, address: str, emit, cancel, total: int,
     pending = list(todo)
     tries = {s.index: 0 for s in todo}
     running: dict = {}  # ObjectRef -> (segment, actor)
-    done = total - sum(s.kept for s in todo)
     idle = list(actors)
-    while (pending or running) and not cancel.cancelled:
-        while pending and idle:
-            seg, actor = pending.pop(0), idle.pop(0)
-            running[actor.make.remote(seg)] = (seg, actor)
-        ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
-        for ref in ready:
-            seg, actor = running.pop(ref)
+    try:
+        while (pending or running) and not cancel.cancelled:
+            while pending and idle:
+                seg, actor = pending.pop(0), idle.pop(0)
+                running[actor.make.remote(seg)] = (seg, actor)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+            for ref in ready:
+                seg, actor = running.pop(ref)
+                try:
+                    data, digest, pts = ray.get(ref)
+                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
+                    tries[seg.index] += 1
+                    if tries[seg.index] >= MAX_TRIES:
+                        raise ResourceError(f"segment {seg.index + 1} failed {MAX_TRIES} times "
+                                            f"on Ray ({type(e).__name__})") from None
+                    tracker.emit(Event("upscaling", tracker.done, tracker.total,
+                                       message=f"segment {seg.index + 1}: worker lost, "
+                                       "retrying elsewhere"))
+                    pending.insert(0, seg)
+                    idle.append(Actor.remote(job))  # a fresh actor replaces the dead one
+                    continue
+                except ray.exceptions.RayTaskError as e:  # the worker raised: say it as itself
+                    cause = e.cause if isinstance(e.cause, BaseException) else None
+                    if cause is not None and isinstance(cause, VsrkitError):
+                        raise type(cause)(f"segment {seg.index + 1}/{tracker.count} on Ray: "
+                                          f"{cause}") from None
+                    raise
+                dest = folder / seg_name(seg.index)
+                tmp = dest.with_name(dest.name + ".part")
+                tmp.write_bytes(data)
+                tmp.replace(dest)
+                if sha256(dest) != digest:
+                    raise ResourceError(f"segment {seg.index + 1}: checksum mismatch after "
+                                        "transfer")
+                tracker.finished(seg, digest, pts, where="Ray")
+                idle.append(actor)
+    finally:
+        for a in actors + idle:
             try:
-                data, digest, pts = ray.get(ref)
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
-                tries[seg.index] += 1
-                if tries[seg.index] >= MAX_TRIES:
-                    raise ResourceError(f"segment {seg.index} failed {MAX_TRIES} times on Ray "
-                                        f"({type(e).__name__})") from None
-                emit(Event("upscaling", done, total,
-                           message=f"segment {seg.index}: worker lost, retrying elsewhere"))
-                pending.insert(0, seg)
-                idle.append(Actor.remote(job))  # a fresh actor replaces the dead one
-                continue
-            dest = manifest.folder / seg_name(seg.index)
-            tmp = dest.with_suffix(".part")
-            tmp.write_bytes(data)
-            tmp.replace(dest)
-            if sha256(dest) != digest:
-                raise ResourceError(f"segment {seg.index}: checksum mismatch after transfer")
-            manifest.mark_done(seg.index, (digest, pts))
-            if on_done is not None:
-                on_done()
-            done += seg.kept
-            idle.append(actor)
-            emit(Event("upscaling", done, total, message=f"segment {seg.index} done"))
-    for a in actors + idle:
-        try:
-            ray.kill(a)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+                ray.kill(a)
+            except Exception:  # noqa: BLE001 - already gone
+                pass

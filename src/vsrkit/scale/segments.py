@@ -3,12 +3,15 @@ can resume after a crash and segments can run on several devices or a Ray cluste
 
     work folder  .<output name>.vsrkit-work/   next to the output
         manifest.json      what the segments were made with, and which are complete
-        seg_00000.nut ...  each segment's kept frames, lossless (FFV1 RGB, exact pts)
+        seg_00000.nut ...  each segment's kept frames, encoded as the output will be (NUT keeps
+                           the exact timestamps; MOV for ProRes)
 
-Segments are lossless FFV1 in NUT rather than the final codec: the final encode then happens
-once, over frames identical to an unbroken run's (so no generation loss, no GOP seams, and the
-output is bit-identical to an unsegmented run), and NUT keeps every time base exactly. The cost
-is disk space for the work folder, which is removed when the output is complete.
+Each worker encodes its own segments with the output's encoder and settings, so encoding runs
+on every worker in parallel; the output is then assembled by copying packets, in order, while
+later segments are still being made (``Assembler``), and finished by the one remux of the
+input's other streams. Nothing is decoded or encoded twice. With an intra-only codec (FFV1,
+ProRes, PNG) the frames are bit-identical to an unsegmented run's; inter-frame codecs start a
+GOP at each segment (every ~600 frames by default, as often as their default keyframe interval).
 
 A segment feeds ``warmup`` frames before its first kept frame so stateful models rebuild their
 state (FlashVSR's KV cache and decoder memory, SeedVR2's temporal batches), and tells the engine
@@ -26,36 +29,33 @@ import threading
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import av
-import numpy as np
-import torch
 
 from .. import engines
-from ..errors import OutputError, UsageError
+from ..errors import Interrupted, OutputError, UsageError, VsrkitError
 from ..frames import FrameInfo
-from ..io.sink import FFV1_FAST, check_output, default_output_path, open_sink, quantize
+from ..io.sink import VideoSink, check_output, choose_codec, default_output_path, open_sink
 from ..io.source import Source, open_source
 from ..options import Options, parse_frame_range
 from ..plan import output_size
-from ..progress import CancelToken, Event
-from ..tiling import Segment, segments
+from ..progress import CancelToken, Event, RateMeter
+from ..tiling import Segment, context_frames, plan_segments
 
-DEFAULT_SEGMENT_FRAMES = 600  # ~20 s at 30 fps: little lost on a crash, few warm-ups
-MANIFEST_VERSION = 1
-# options that change no segment's frames (they act at the final encode) or that only
-# choose where segments run
-_NOT_IN_FINGERPRINT = {"overwrite", "codec", "crf", "quality", "pix_fmt", "no_audio",
-                       "no_subtitles", "no_data", "dry_run", "devices", "ray", "device",
-                       "vram_budget", "offload_blocks", "compile", "attention"}
+MAX_SEGMENT_FRAMES = 600  # ~20 s at 30 fps: little lost on a crash, few warm-ups
+MANIFEST_VERSION = 2  # 2: segments encoded as the output (1: FFV1 intermediates)
+# options that change no segment's frames or packets (they act at the final remux) or that
+# only choose where segments run
+_NOT_IN_FINGERPRINT = {"overwrite", "no_audio", "no_subtitles", "no_data", "dry_run", "devices",
+                       "ray", "device", "vram_budget", "offload_blocks", "compile", "attention"}
 
 
 def work_dir(output: Path) -> Path:
     return output.with_name(f".{output.name}.vsrkit-work")
 
 
-def fingerprint(input: Path, opts: Options, engine, n_frames: int) -> dict:
+def fingerprint(input: Path, opts: Options, engine, n_frames: int, codec: str) -> dict:
     """What a segment's frames depend on. A change in any of it invalidates the work folder."""
     st = input.stat() if input.is_file() else None
     weights = {}
@@ -75,6 +75,7 @@ def fingerprint(input: Path, opts: Options, engine, n_frames: int) -> dict:
         "input_stat": [st.st_size, int(st.st_mtime)] if st else None,
         "frames": n_frames,
         "model": opts.model,
+        "codec": codec,  # as resolved for the output (auto: by container and depth)
         "weights": weights,
         "options": {k: v for k, v in sorted(dataclasses.asdict(opts).items())
                     if k not in _NOT_IN_FINGERPRINT},
@@ -94,16 +95,24 @@ class Manifest:
 
     @classmethod
     def open(cls, folder: Path, fp: dict, segs: list[Segment],
-             notice: Callable[[str], None]) -> "Manifest":
+             notice: Callable[[str], None], adopt: bool = False) -> "Manifest":
+        """The work folder's manifest: complete segments of an earlier run with the same
+        fingerprint are kept (``adopt``: its segment cuts too, when this run's cuts were only
+        planned, e.g. for another number of devices), anything else starts over."""
         m = cls(folder, fp, segs)
         if m.path.exists():
             try:
                 old = json.loads(m.path.read_text())
-            except (OSError, json.JSONDecodeError):
+                old_fp = old["fingerprint"]
+            except (OSError, json.JSONDecodeError, KeyError, TypeError):
                 old = None
-            changed = _diff(old["fingerprint"], fp) if old else ["unreadable manifest"]
-            if not changed and [(s["read_start"], s["stop"]) for s in old["segments"]] == \
-                    [(s["read_start"], s["stop"]) for s in m.data["segments"]]:
+            changed = _diff(old_fp, fp) if old else ["unreadable manifest"]
+            cuts = lambda ss: [(s["read_start"], s["keep_start"], s["stop"]) for s in ss]  # noqa
+            if not changed and adopt and cuts(old["segments"]) != cuts(m.data["segments"]):
+                segs = [Segment(s["index"], s["read_start"], s["keep_start"], s["stop"])
+                        for s in old["segments"]]
+                m = cls(folder, fp, segs)
+            if not changed and cuts(old["segments"]) == cuts(m.data["segments"]):
                 for seg in old["segments"]:
                     f = folder / seg_name(seg["index"])
                     if seg["done"] and f.exists() and sha256(f) == seg["sha256"]:
@@ -130,9 +139,12 @@ class Manifest:
             self.data["segments"][index].update(done=True, sha256=digest, pts=pts)
             self.save()
 
-    def pending(self) -> list[Segment]:
+    def segments(self) -> list[Segment]:
         return [Segment(s["index"], s["read_start"], s["keep_start"], s["stop"])
-                for s in self.data["segments"] if not s["done"]]
+                for s in self.data["segments"]]
+
+    def pending(self) -> list[Segment]:
+        return [s for s, d in zip(self.segments(), self.data["segments"]) if not d["done"]]
 
 
 def _diff(a: dict, b: dict) -> list[str]:
@@ -143,7 +155,14 @@ def _diff(a: dict, b: dict) -> list[str]:
 
 
 def seg_name(index: int) -> str:
-    return f"seg_{index:05d}.nut"
+    # the extension says nothing of the codec: PyAV is told the format (MOV for ProRes)
+    return f"seg_{index:05d}.seg"
+
+
+def seg_format(codec: str) -> str:
+    """The container of segment files: NUT keeps any time base exactly; ProRes goes into
+    MOV (which NUT does not take), as VideoSink's own intermediate does."""
+    return "mov" if codec == "prores" else "nut"
 
 
 def sha256(path: Path) -> str:
@@ -155,76 +174,82 @@ def sha256(path: Path) -> str:
 
 
 class SegmentWriter:
-    """Drops the warm-up outputs, writes the kept frames losslessly with their pts."""
+    """Drops the warm-up outputs and encodes the kept frames, with their source timestamps, as
+    the output's encoder would (a ``video_file`` VideoSink); ``close`` renames the finished file
+    into place, so a segment file exists only complete."""
 
-    def __init__(self, path: Path, skip: int, out_size: tuple[int, int], bits: int,
-                 time_base: Fraction, rate: Fraction, keep: int):
-        self.path, self.skip, self.bits, self.keep = path, skip, bits, keep
-        self.tmp = path.with_suffix(".tmp.nut")
-        self.c = av.open(str(self.tmp), "w")
-        self.s = self.c.add_stream("ffv1", rate=30, options=FFV1_FAST)
-        self.s.codec_context.thread_type, self.s.codec_context.thread_count = "SLICE", 0
-        self.s.height, self.s.width = out_size
-        self.s.pix_fmt = "gbrp16le" if bits > 8 else "bgr0"
+    def __init__(self, path: Path, skip: int, keep: int, first_index: int, src: Source,
+                 out_size: tuple[int, int], opts: Options):
+        self.path, self.skip, self.keep, self.first_index = path, skip, keep, first_index
+        self.tmp = path.with_name(path.name + ".tmp")
+        self.sink = VideoSink(path, src, out_size, opts, lambda m: None, video_file=self.tmp,
+                              video_format=seg_format(opts.codec))
         self.frames_written = 0
-        # the frames' real timestamps travel in the manifest: the file only holds the pixels
-        self.pts: list[tuple[int | None, int | None]] = []
+        # (pts, duration) of each kept frame, for the manifest: the parent places the segment's
+        # packets on the output's timeline with them
+        self.pts: list[tuple[int, int | None]] = []
+        self.on_kept: Callable[[int], None] | None = None
 
-    def write(self, frames: torch.Tensor, infos) -> None:
-        fmt = "rgb48le" if self.bits > 8 else "rgb24"
-        for img, info in zip(quantize(frames, self.bits), infos):
+    def write(self, frames, infos) -> None:
+        keep = []
+        for i, info in enumerate(infos):
             if self.skip > 0:
                 self.skip -= 1
-                continue
-            if self.frames_written >= self.keep:  # look-ahead frames: read, not kept
-                continue
-            fr = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), fmt)
-            fr = fr.reformat(format=self.s.pix_fmt)
-            fr.pts = self.frames_written
-            self.pts.append((info.pts, info.duration))
-            for p in self.s.encode(fr):
-                self.c.mux(p)
-            self.frames_written += 1
+            elif self.frames_written + len(keep) < self.keep:  # past it: look-ahead frames
+                keep.append(i)
+        if not keep:
+            return
+        kept = []
+        for k, i in enumerate(keep):
+            info = infos[i]
+            # frames without a timestamp count in frames of the selected range, as an
+            # unsegmented run counts them
+            pts = info.pts if info.pts is not None else self.first_index + self.frames_written + k
+            kept.append(FrameInfo(info.index, pts, info.time_base, info.duration))
+            self.pts.append((pts, info.duration))
+        self.sink.write(frames[keep[0]:keep[-1] + 1], kept)
+        self.frames_written += len(kept)
+        if self.on_kept is not None:
+            self.on_kept(self.frames_written)
 
     def close(self) -> Path:
-        for p in self.s.encode():
-            self.c.mux(p)
-        self.c.close()
+        self.sink.finish_segment()
         os.replace(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:
         try:
-            self.c.close()
+            self.sink.container.close()
         finally:
             self.tmp.unlink(missing_ok=True)
 
 
 @dataclasses.dataclass
 class Job:
-    """Everything a worker (thread, process or Ray actor) needs to make one segment."""
+    """Everything a worker (process or Ray actor) needs to make segments of one video."""
 
     input: str
-    opts: Options
+    opts: Options  # the run's options, codec resolved (segments are encoded as the output)
     first: int  # absolute index (in the source) of frame 0 of the selected range
     total: int  # frames in the selected range
     lookahead: int  # frames read past a segment's end (the engine's look-ahead)
     out_size: tuple[int, int]
-    bits: int
-    time_base: Fraction
-    rate: Fraction
+
+    def on_device(self, device: str) -> "Job":
+        return dataclasses.replace(self, opts=self.opts.replace(device=device, devices=None,
+                                                                ray=None))
 
 
-def make_job(input: Path, opts: Options, src: Source, out_size: tuple[int, int], total: int,
+def make_job(input: Path, opts: Options, codec: str, out_size: tuple[int, int], total: int,
              lookahead: int) -> Job:
     first = parse_frame_range(opts.frames)[0] if opts.frames else 0
-    return Job(str(input), opts, first, total, lookahead, out_size,
-               16 if src.spec.bit_depth > 8 else 8, src.spec.time_base, src.spec.frame_rate)
+    return Job(str(input), opts.replace(codec=codec), first, total, lookahead, out_size)
 
 
-def run_segment(job: Job, seg: Segment, engine, dest: Path,
-                cancel: CancelToken | None = None, on_frames=None) -> tuple[str, list]:
-    """Make one segment file; returns its sha256 and its frames' (pts, duration)."""
+def run_segment(job: Job, seg: Segment, engine, dest: Path, cancel: CancelToken | None = None,
+                on_kept: Callable[[int], None] | None = None) -> tuple[str, list]:
+    """Make one segment file; returns its sha256 and its frames' (pts, duration).
+    ``on_kept(n)``: n kept frames are encoded so far (called from the encode thread)."""
     from ..run import _stream
 
     a = job.first + seg.read_start
@@ -235,11 +260,15 @@ def run_segment(job: Job, seg: Segment, engine, dest: Path,
         plan = engine.plan(src.spec, opts)
         plan = dataclasses.replace(plan, start_frame=seg.read_start)
         session = engine.open(plan)
-        writer = SegmentWriter(dest, seg.keep_start - seg.read_start, job.out_size, job.bits,
-                               job.time_base, job.rate, keep=seg.kept)
+        writer = SegmentWriter(dest, seg.keep_start - seg.read_start, seg.kept, seg.keep_start,
+                               src, job.out_size, job.opts)
+        writer.on_kept = on_kept
         try:
             _stream(src, session, writer, stop - seg.read_start, lambda e: None,
-                    cancel or CancelToken(), on_frames)
+                    cancel or CancelToken(), None)
+            if writer.frames_written != seg.kept:
+                raise OutputError(f"segment {seg.index}: {writer.frames_written} frames made, "
+                                  f"{seg.kept} expected")
         except BaseException:
             writer.abort()
             raise
@@ -250,28 +279,24 @@ def run_segment(job: Job, seg: Segment, engine, dest: Path,
 
 
 class Assembler:
-    """Writes finished segments into the output in order while later ones are still being made
-    (so the final encode overlaps the model's work instead of following it)."""
+    """Appends complete segments to the output in order (packets copied), as soon as each one
+    and all before it are complete. Called only by the process that owns the manifest, after
+    it marked the segment done, and a segment is marked done only after its worker renamed the
+    finished file into place: no file is read while it is being written."""
 
-    def __init__(self, manifest: "Manifest", spec, sink):
-        self.manifest, self.spec, self.sink = manifest, spec, sink
+    def __init__(self, manifest: "Manifest", sink):
+        self.manifest, self.sink = manifest, sink
         self.next = 0
         self.written = 0
-        self.lock = threading.Lock()
 
     def feed_ready(self) -> None:
-        with self.lock:
-            segs = self.manifest.data["segments"]
-            while self.next < len(segs) and segs[self.next]["done"]:
-                seg = segs[self.next]
-                fmt = "rgb48le" if self.spec.bit_depth > 8 else "rgb24"
-                with av.open(str(self.manifest.folder / seg_name(seg["index"]))) as c:
-                    for k, fr in enumerate(c.decode(video=0)):
-                        pts, dur = seg["pts"][k]
-                        info = FrameInfo(self.written, pts, self.spec.time_base, dur)
-                        self.sink.write(torch.from_numpy(fr.to_ndarray(format=fmt))[None], [info])
-                        self.written += 1
-                self.next += 1
+        segs = self.manifest.data["segments"]
+        while self.next < len(segs) and segs[self.next]["done"]:
+            seg = segs[self.next]
+            self.sink.append_encoded(self.manifest.folder / seg_name(seg["index"]),
+                                     [tuple(p) for p in seg["pts"]])
+            self.written += len(seg["pts"])
+            self.next += 1
 
 
 def count_frames(input: Path, opts: Options, src: Source) -> int:
@@ -284,10 +309,61 @@ def count_frames(input: Path, opts: Options, src: Source) -> int:
     return n
 
 
+class Tracker:
+    """The parent's side of a segmented run, whoever makes the segments: marks each finished
+    segment in the manifest, appends what is ready to the output in order, and reports
+    progress in kept frames (FPS over the last seconds, ETA)."""
+
+    def __init__(self, manifest: Manifest, asm: Assembler, total: int, emit):
+        self.manifest, self.asm, self.total, self.emit = manifest, asm, total, emit
+        self.count = len(manifest.data["segments"])
+        self.done = total - sum(s.kept for s in manifest.pending())  # frames in done segments
+        self.partial: dict = {}  # worker -> kept frames of the segment it is making
+        self.meter = RateMeter(window=30.0)  # several workers report in bursts
+        self.lock = threading.Lock()
+        self.started = time.monotonic()
+
+    def _report(self, message: str | None = None) -> None:
+        n = self.done + sum(self.partial.values())
+        fps, eta = self.meter.update(n, self.total)
+        self.emit(Event("upscaling", n, self.total, fps, eta, message))
+
+    def frames(self, worker, kept: int) -> None:
+        with self.lock:
+            self.partial[worker] = kept
+            self._report()
+
+    def finished(self, seg: Segment, digest: str, pts: list, worker=None,
+                 where: str | None = None) -> None:
+        with self.lock:
+            self.manifest.mark_done(seg.index, (digest, pts))
+            self.partial.pop(worker, None)
+            self.done += seg.kept
+            self.asm.feed_ready()
+            self._report(f"segment {seg.index + 1}/{self.count} done"
+                         + (f" on {where}" if where else ""))
+
+
+def workers_for(opts: Options) -> tuple[int, list[str] | None]:
+    """How many workers will make segments (the segment plan balances them), and the devices
+    of a --devices run."""
+    if opts.devices:
+        from .devices import parse_devices
+
+        devs = parse_devices(opts.devices)
+        return len(devs), devs
+    if opts.ray and not opts.dry_run:
+        from .ray_runner import cluster_workers
+
+        return cluster_workers(opts.ray), None
+    return 1, None
+
+
 def run_segmented(input, output, opts: Options, *, engine=None, on_event=None,
                   cancel: CancelToken | None = None, notice=None):
-    """Plan segments, make the missing ones (here, on several devices, or on Ray), then
-    assemble the output with the untouched streams copied once."""
+    """Plan segments, make the missing ones (here, on several devices, or on Ray) while the
+    finished ones are appended to the output in order, then finish the output with the
+    untouched streams copied once."""
     from ..run import Result
 
     emit = on_event or (lambda e: None)
@@ -295,61 +371,72 @@ def run_segmented(input, output, opts: Options, *, engine=None, on_event=None,
     cancel = cancel or CancelToken()
     t0 = time.monotonic()
     input = Path(input)
+    workers, devices = workers_for(opts)
     engine = engine or engines.create(opts)
     with open_source(input, opts) as src:
         plan = engine.plan(src.spec, opts)
+        n = count_frames(input, opts, src)
+        segs = plan_segments(n, workers=workers, warmup=plan.warmup_frames,
+                             lookahead=plan.lookahead_frames, align=plan.frame_align,
+                             length=opts.segment_frames, max_length=MAX_SEGMENT_FRAMES)
+        plan.notes.append(describe_segments(segs, n, plan.lookahead_frames, workers, devices,
+                                            opts))
         if opts.dry_run:
             return Result(input, None, 0, 0.0, plan)
         label = output_size(src.spec.height, src.spec.width, opts, engine.native_scale).label
         out = Path(output) if output is not None else default_output_path(input, src, label)
         check_output(input, out, opts)
-        n = count_frames(input, opts, src)
-        length = opts.segment_frames or DEFAULT_SEGMENT_FRAMES
-        segs = [dataclasses.replace(s, read_start=s.read_start // plan.frame_align
-                                    * plan.frame_align)
-                for s in segments(n, length, plan.warmup_frames)]
+        codec = choose_codec(out, src.spec, opts)
         folder = work_dir(out)
-        manifest = Manifest.open(folder, fingerprint(input, opts, engine, n), segs, say)
-        job = make_job(input, opts, src, plan.out_size, n, plan.lookahead_frames)
+        manifest = Manifest.open(folder, fingerprint(input, opts, engine, n, codec), segs, say,
+                                 adopt=opts.segment_frames is None)
+        segs = manifest.segments()
+        say(describe_segments(segs, n, plan.lookahead_frames, workers, devices, opts))
+        job = make_job(input, opts, codec, plan.out_size, n, plan.lookahead_frames)
         todo = manifest.pending()
-        emit(Event("upscaling", n - sum(s.kept for s in todo), n,
-                   message=f"{len(segs)} segments, {len(todo)} to make"))
-        sink = open_sink(out, src, plan.out_size, opts, notice=say)
-        asm = Assembler(manifest, src.spec, sink)
+        sink = open_sink(out, src, plan.out_size, opts, notice=say, packets=True)
+        asm = Assembler(manifest, sink)
+        tracker = Tracker(manifest, asm, n, emit)
         try:
             asm.feed_ready()  # segments kept from an earlier run
+            emit(Event("upscaling", tracker.done, n,
+                       message=f"{len(segs)} segments, {len(todo)} to make"))
             if opts.ray:
                 from .ray_runner import run_on_ray
 
-                run_on_ray(job, todo, manifest, opts.ray, emit, cancel, n, on_done=asm.feed_ready)
-            elif opts.devices:
+                run_on_ray(job, todo, folder, opts.ray, tracker, cancel, n_workers=workers)
+            elif devices:
                 from .devices import run_on_devices
 
-                run_on_devices(job, todo, manifest, opts, emit, cancel, n, on_done=asm.feed_ready)
+                run_on_devices(job, todo, folder, devices, tracker, cancel)
             else:
-                done = n - sum(s.kept for s in todo)
                 for seg in todo:
                     if cancel.cancelled:
                         break
-                    manifest.mark_done(seg.index, run_segment(job, seg, engine,
-                                                              folder / seg_name(seg.index), cancel))
-                    asm.feed_ready()
-                    done += seg.kept
-                    emit(Event("upscaling", done, n,
-                               message=f"segment {seg.index + 1}/{len(segs)}"))
-            asm.feed_ready()
+                    result = run_segment(job, seg, engine, folder / seg_name(seg.index), cancel,
+                                         lambda k: tracker.frames(0, k))
+                    tracker.finished(seg, *result, worker=0)
             if cancel.cancelled or manifest.pending():
-                from ..errors import Interrupted
-
                 kept = len(segs) - len(manifest.pending())
-                raise Interrupted(f"stopped ({cancel.reason}): {kept}/{len(segs)} segments kept in "
-                                  f"{folder}; run the same command again to resume", None, 0)
+                raise Interrupted(f"stopped ({cancel.reason}): {kept}/{len(segs)} segments kept "
+                                  f"in {folder}; run the same command again to resume", None, 0)
             if asm.written != n:
                 raise OutputError(f"{folder}: segments hold {asm.written} frames, expected {n}")
-        except BaseException:
+        except BaseException as e:
+            if isinstance(e, KeyboardInterrupt) and not cancel.cancelled:
+                cancel.cancel("interrupted")
             partial = sink.abort()
             if partial is not None:
                 say(f"{partial} holds the {asm.written} frames assembled so far")
+            if isinstance(e, KeyboardInterrupt):
+                kept = len(segs) - len(manifest.pending())
+                raise Interrupted(f"stopped ({cancel.reason}): {kept}/{len(segs)} segments kept "
+                                  f"in {folder}; run the same command again to resume",
+                                  str(partial) if partial else None, asm.written) from None
+            if isinstance(e, VsrkitError) and not isinstance(e, Interrupted):
+                kept = len(segs) - len(manifest.pending())
+                e.args = (f"{e.args[0] if e.args else e}; {kept}/{len(segs)} segments are kept "
+                          f"in {folder}: run the same command again to resume",)
             raise
         emit(Event("finalizing", n, n, message=str(out)))
         final = sink.close()
@@ -357,3 +444,15 @@ def run_segmented(input, output, opts: Options, *, engine=None, on_event=None,
     elapsed = time.monotonic() - t0
     emit(Event("done", n, n, n / elapsed if elapsed else None, 0.0, str(final)))
     return Result(input, final, n, elapsed, plan)
+
+
+def describe_segments(segs: list[Segment], n: int, lookahead: int, workers: int,
+                      devices: list[str] | None, opts: Options) -> str:
+    """One line for the plan: how the video is cut and what the cuts cost."""
+    extra = context_frames(segs, n, lookahead)
+    kept = sorted({s.kept for s in segs})
+    size = f"{kept[0]}" if len(kept) == 1 else f"{kept[0]}-{kept[-1]}"
+    where = (", ".join(devices) if devices else f"{workers} Ray worker(s)" if opts.ray and
+             not opts.dry_run else "a Ray cluster" if opts.ray else "1 device")
+    return (f"{len(segs)} segment(s) of {size} frames on {where}; warm-up and look-ahead "
+            f"recompute {extra} frames (+{100 * extra / n:.1f} %)")

@@ -1,0 +1,230 @@
+"""--devices: one worker process per device, segments encoded by the workers and appended to
+the output in order by the parent. On this CPU-only machine the workers are ``cpu,cpu`` (a
+device may be repeated)."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+import vsrkit
+from tests.media import corrupt, make_video
+from tests.scale.test_segments import VSRKIT, audio_hashes, frame_hashes
+from vsrkit.scale.segments import work_dir
+
+
+def cli(*args, timeout=300, **kw):
+    return subprocess.run([*VSRKIT, "upscale", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, **kw)
+
+
+def children(pid: int) -> list[int]:
+    """Live worker processes (multiprocessing spawn children) whose parent is ``pid``."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z" and \
+                    b"spawn_main" in (p / "cmdline").read_bytes():
+                out.append(int(p.name))
+    return out
+
+
+def gone(pids, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not [p for p in pids if Path(f"/proc/{p}").exists()
+                and "Z" not in (Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[:1])]:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp("dev") / "clip.mkv", frames=90, size=(48, 32),
+                      audio="aac")
+
+
+def test_cpu_workers_equal_unbroken_run_cli(clip, tmp_path):
+    """Two worker processes, default segment plan: every frame and timestamp of an unbroken
+    run (FFV1, intra-only: packets copied give the same frames), audio copied once."""
+    ref = tmp_path / "ref.mkv"
+    vsrkit.upscale(clip, ref, model="lanczos", scale=2, codec="ffv1")
+    out = tmp_path / "dev.mkv"
+    r = cli(clip, "-o", out, "--model", "lanczos", "--scale", "2", "--codec", "ffv1",
+            "--devices", "cpu,cpu")
+    assert r.returncode == 0, r.stderr
+    # the plan line: 2 segments for 2 workers (a stateless engine recomputes nothing)
+    assert "2 segment(s) of 45 frames on cpu, cpu; warm-up and look-ahead recompute 0 frames" \
+        in r.stderr, r.stderr
+    assert frame_hashes(out) == frame_hashes(ref)
+    assert len(frame_hashes(out)) == 90
+    assert audio_hashes(out) == audio_hashes(clip)
+    assert not work_dir(out).exists()
+
+
+def test_h264_bframes_vfr_segments_keep_timestamps(tmp_path):
+    """An inter-frame codec with B-frames on a variable-rate input: segment packets copied
+    one after the other keep every timestamp of the unbroken run, and two workers give the
+    same output as one worker with the same segments."""
+    clip = make_video(tmp_path / "vfr.mkv", frames=60, size=(48, 32), vfr=True, audio="aac")
+    ref = tmp_path / "ref.mkv"
+    vsrkit.upscale(clip, ref, model="lanczos", scale=2, codec="h264")
+    one, two = tmp_path / "one.mkv", tmp_path / "two.mkv"
+    for out, devs in ((one, "cpu"), (two, "cpu,cpu")):
+        vsrkit.upscale(clip, out, model="lanczos", scale=2, codec="h264", segment_frames=16,
+                       devices=devs)
+    assert frame_hashes(one) == frame_hashes(two)
+    assert [p for _, p in frame_hashes(two)] == [p for _, p in frame_hashes(ref)]
+    with av.open(str(two)) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+        assert c.streams.video[0].codec_context.has_b_frames
+    assert audio_hashes(two) == audio_hashes(clip)
+
+
+def test_png_folder_output_from_segments(clip, tmp_path):
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    vsrkit.upscale(clip, ref, model="lanczos", scale=2, frames="10:40")
+    vsrkit.upscale(clip, out, model="lanczos", scale=2, frames="10:40", segment_frames=8,
+                   devices="cpu,cpu")
+    a, b = sorted(ref.iterdir()), sorted(out.iterdir())
+    assert [p.name for p in a] == [p.name for p in b] and len(a) == 30
+    assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b))
+
+
+def test_tiny_flashvsr_two_workers_bit_identical(tmp_path):
+    """A stateful model (warm-up, look-ahead, frame grid, per-frame noise) on two CPU workers
+    gives exactly the frames of one worker making the same segments."""
+    from tests.engines.flashvsr.tiny import make_tiny_flashvsr
+
+    w = make_tiny_flashvsr(tmp_path / "w")
+    clip = make_video(tmp_path / "c.mkv", frames=64, size=(32, 32), audio="aac")
+    common = dict(model="flashvsr-v1.1", weights=str(w), codec="ffv1", segment_frames=32)
+    vsrkit.upscale(clip, tmp_path / "one.mkv", devices="cpu", **common)
+    r = vsrkit.upscale(clip, tmp_path / "two.mkv", devices="cpu,cpu", **common)
+    assert r.frames == 64
+    one, two = frame_hashes(tmp_path / "one.mkv"), frame_hashes(tmp_path / "two.mkv")
+    assert len(one) == 64 and one == two
+    assert audio_hashes(tmp_path / "two.mkv") == audio_hashes(clip)
+
+
+def test_worker_error_is_one_line_and_resumable(tmp_path):
+    """A corrupt frame (88) in the third segment fails its worker: the other stops, the run
+    ends with one line naming device, segment and cause, the finished segments are kept, and
+    the same command resumes from them. (MP4: the header counts the frames, so only the
+    worker that decodes frame 88 meets the damage.)"""
+    clip = make_video(tmp_path / "bad.mp4", frames=120, size=(48, 32))
+    corrupt(clip, at=0.7, length=50)
+    out = tmp_path / "out.mkv"
+    args = [clip, "-o", out, "--model", "lanczos", "--scale", "2", "--codec", "ffv1",
+            "--segment-frames", "30", "--devices", "cpu,cpu"]
+    r = cli(*args)
+    assert r.returncode == 3, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("vsrkit: error:")]
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "cpu, segment 3/4: " in lines[0] and "corrupt stream at frame 88" in lines[0], lines[0]
+    assert "segments are kept in" in lines[0] and "run the same command again" in lines[0]
+    manifest = json.loads((work_dir(out) / "manifest.json").read_text())
+    done = [s["index"] for s in manifest["segments"] if s["done"]]
+    assert {0, 1} <= set(done) and 2 not in done
+    assert not out.exists()
+    r2 = cli(*args)
+    assert r2.returncode == 3
+    assert f"resuming: {len(done)}/4 segments already done" in r2.stderr, r2.stderr
+
+
+def _killed_run(tmp_path, clip, out, how):
+    """Start a --devices cpu,cpu CLI run, stop it with ``how`` once a segment is done."""
+    cmd = [*VSRKIT, "upscale", str(clip), "-o", str(out), "--model", "lanczos", "--scale", "2",
+           "--codec", "ffv1", "--segment-frames", "20", "--devices", "cpu,cpu"]
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    manifest = work_dir(out) / "manifest.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and p.poll() is None:
+        try:
+            if any(s["done"] for s in json.loads(manifest.read_text())["segments"]):
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    time.sleep(random.Random(7).uniform(0.0, 0.3))
+    assert p.poll() is None, "the run finished before it could be stopped"
+    workers = children(p.pid)
+    how(p)
+    err = p.communicate(timeout=60)[1]
+    return p.returncode, err, workers, cmd
+
+
+def test_sigkill_parent_workers_exit_and_resume_is_identical(tmp_path):
+    clip = make_video(tmp_path / "long.mkv", frames=160, size=(64, 48), audio="aac")
+    ref = tmp_path / "ref.mkv"
+    vsrkit.upscale(clip, ref, model="lanczos", scale=2, codec="ffv1")
+    out = tmp_path / "out.mkv"
+    code, _, workers, cmd = _killed_run(tmp_path, clip, out, lambda p: p.send_signal(signal.SIGKILL))
+    assert code == -signal.SIGKILL
+    assert len(workers) == 2
+    assert gone(workers, within=30), "worker processes outlived their killed parent"
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "resuming:" in r.stderr
+    assert frame_hashes(out) == frame_hashes(ref)
+    assert audio_hashes(out) == audio_hashes(clip)
+    assert not work_dir(out).exists()
+
+
+def test_ctrl_c_stops_workers_keeps_partial_and_resumes(tmp_path):
+    """Ctrl-C in a terminal reaches the whole process group: the workers ignore it, the parent
+    stops them, keeps a playable partial file and exits 130 with one line."""
+    clip = make_video(tmp_path / "long.mkv", frames=160, size=(64, 48), audio="aac")
+    ref = tmp_path / "ref.mkv"
+    vsrkit.upscale(clip, ref, model="lanczos", scale=2, codec="ffv1")
+    out = tmp_path / "out.mkv"
+    code, err, workers, cmd = _killed_run(
+        tmp_path, clip, out, lambda p: os.killpg(p.pid, signal.SIGINT))
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert [ln for ln in err.splitlines() if ln.startswith("vsrkit: stopped (SIGINT)")], err
+    partial = out.with_name("out.partial.mkv")
+    assert partial.exists()
+    with av.open(str(partial)) as c:
+        n = sum(1 for _ in c.decode(video=0))
+    assert n > 0 and n % 20 == 0  # whole segments, in order
+    assert frame_hashes(partial) == frame_hashes(ref)[:n]
+    assert gone(workers, within=15)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert frame_hashes(out) == frame_hashes(ref)
+
+
+def test_devices_checked_before_work(clip, tmp_path):
+    r = cli(clip, "-o", tmp_path / "o.mkv", "--model", "lanczos", "--devices", "cpu,cuda:3")
+    assert r.returncode == 6
+    assert r.stderr.strip().splitlines() == [
+        "vsrkit: error: --devices cuda:3: CUDA is not available on this machine"]
+
+
+def test_dry_run_shows_segment_plan_and_overhead(clip):
+    r = cli(clip, "--model", "lanczos", "--devices", "cpu,cpu", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "note: 2 segment(s) of 45 frames on cpu, cpu; warm-up and look-ahead recompute " \
+           "0 frames (+0.0 %)" in r.stdout, r.stdout
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_no_worker_left_after_api_run(clip, tmp_path):
+    before = set(children(os.getpid()))
+    vsrkit.upscale(clip, tmp_path / "o.mkv", model="lanczos", scale=2, codec="ffv1",
+                   devices="cpu,cpu")
+    assert gone(set(children(os.getpid())) - before, within=10)
