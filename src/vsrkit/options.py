@@ -111,10 +111,10 @@ class Options:
     compile: bool = _f(False, "torch.compile the hot functions (CUDA)", "memory")
 
     # -- scale-out ---------------------------------------------------------------------------
-    segment_frames: int | None = _f(None, "frames per resumable segment (default: planned)",
-                                    "scale")
-    devices: str | None = _f(None, "run segments on several devices: cuda:0,cuda:1 or all",
-                             "scale")
+    segment_frames: int | None = _f(None, "frames per resumable segment (default: planned for "
+                                    "the devices, at most ~600)", "scale")
+    devices: str | None = _f(None, "run segments on several devices, one process each: "
+                             "cuda:0,cuda:1 or all (a device may repeat: cpu,cpu)", "scale")
     ray: str | None = _f(None, "run segments on a Ray cluster: address or auto", "scale")
 
     # -- run -----------------------------------------------------------------------------------

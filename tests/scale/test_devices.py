@@ -228,3 +228,26 @@ def test_no_worker_left_after_api_run(clip, tmp_path):
     vsrkit.upscale(clip, tmp_path / "o.mkv", model="lanczos", scale=2, codec="ffv1",
                    devices="cpu,cpu")
     assert gone(set(children(os.getpid())) - before, within=10)
+
+
+def test_resume_keeps_cuts_of_an_earlier_run_with_other_devices(tmp_path):
+    """Planned cuts depend on the number of workers; a resumed run keeps the earlier run's cuts
+    (and its finished segments) instead of starting over."""
+    clip = make_video(tmp_path / "c.mkv", frames=1300, size=(16, 16))
+    out = tmp_path / "o.mkv"
+    token = vsrkit.CancelToken()
+
+    def stop_after_first(e):
+        if e.message and e.message.startswith("segment 1/3 done"):
+            token.cancel("test")
+
+    with pytest.raises(vsrkit.Interrupted):
+        vsrkit.upscale(clip, out, model="nearest", scale=2, codec="ffv1",
+                       devices="cpu", on_event=stop_after_first, cancel=token)  # 3 cuts
+    said = []
+    vsrkit.upscale(clip, out, model="nearest", scale=2, codec="ffv1", devices="cpu,cpu",
+                   notice=said.append)  # 2 workers would plan 4
+    assert "resuming: 1/3 segments already done" in " ".join(said), said
+    ref = tmp_path / "ref.mkv"
+    vsrkit.upscale(clip, ref, model="nearest", scale=2, codec="ffv1")
+    assert frame_hashes(out) == frame_hashes(ref)

@@ -80,3 +80,25 @@ def test_worker_killed_mid_segment_job_completes(cluster, clip_and_ref, tmp_path
     assert any(e.message and "retrying" in e.message for e in events)
     assert r.frames == 90
     assert frame_hashes(out) == frame_hashes(ref)
+
+
+def test_actor_without_the_work_folder_returns_the_bytes(clip_and_ref, tmp_path):
+    """An actor on another machine (no shared storage: the folder's token does not match)
+    sends the segment's bytes; they equal the file an actor seeing the folder writes there."""
+    from vsrkit.options import Options
+    from vsrkit.scale.ray_runner import TOKEN, SegmentWorker
+    from vsrkit.scale.segments import make_job, seg_name, sha256
+    from vsrkit.tiling import Segment
+
+    clip, _ = clip_and_ref
+    opts = Options(model="lanczos", scale=2)
+    job = make_job(clip, opts, "ffv1", (96, 128), 90, 0)
+    worker = SegmentWorker(job)
+    (tmp_path / TOKEN).write_text("driver")
+    seg = Segment(1, 30, 30, 60)
+    data, digest, pts = worker.make(seg, str(tmp_path), "another driver")
+    assert data is not None and not (tmp_path / seg_name(1)).exists()
+    none, digest2, pts2 = worker.make(seg, str(tmp_path), "driver")
+    assert none is None and (tmp_path / seg_name(1)).read_bytes() == data
+    assert digest == digest2 == sha256(tmp_path / seg_name(1)) and pts == pts2
+    assert len(pts) == 30

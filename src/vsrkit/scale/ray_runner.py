@@ -1,12 +1,14 @@
 """``--ray ADDRESS|auto``: segments as tasks on Ray actors (one GPU each where there are GPUs,
 the model loaded once per actor: the same ``worker.SegmentMaker`` a --devices worker process
-runs). Each actor returns its segment file's bytes, so workers need
-no storage shared with the driver; the driver writes them into the work folder, marks them in
-the manifest, and assembles the output in order. A segment whose actor dies is given to a fresh
+runs). An actor that sees the work folder (same machine, shared storage) writes its segment
+files there; any other returns each file's bytes, so workers need no storage shared with the
+driver. The driver checks each file's checksum, marks it in the manifest and appends it to
+the output in order. A segment whose actor dies is given to a fresh
 actor (up to ``MAX_TRIES``). Ray is optional: ``pip install vsrkit[ray]``."""
 
 from __future__ import annotations
 
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from ..progress import Event
 from .segments import seg_name, sha256
 
 MAX_TRIES = 3
+TOKEN = "ray-token"  # a file in the work folder: actors that read the driver's token share it
 
 
 def _ray():
@@ -55,7 +58,18 @@ class SegmentWorker:
 
         self.maker = SegmentMaker(job, "cuda" if torch.cuda.is_available() else "cpu")
 
-    def make(self, seg) -> tuple[bytes, str, list]:
+    def make(self, seg, folder: str, token: str) -> tuple[bytes | None, str, list]:
+        """The segment's file written straight into the work folder when this actor sees the
+        driver's (same machine or shared storage: the folder holds the driver's token), else
+        its bytes, which the driver writes."""
+        shared = Path(folder)
+        try:
+            shared = shared if (shared / TOKEN).read_text() == token else None
+        except OSError:
+            shared = None
+        if shared is not None:
+            digest, pts = self.maker.make(seg, shared / seg_name(seg.index))
+            return None, digest, pts
         with tempfile.TemporaryDirectory() as d:
             dest = Path(d) / seg_name(seg.index)
             digest, pts = self.maker.make(seg, dest)
@@ -78,6 +92,8 @@ def run_on_ray(job, todo, folder: Path, address: str, tracker, cancel,
     actors = [Actor.remote(job) for _ in range(min(n, max(1, len(todo))))]
     if on_actors is not None:
         on_actors(actors)
+    token = secrets.token_hex(8)
+    (folder / TOKEN).write_text(token)
     pending = list(todo)
     tries = {s.index: 0 for s in todo}
     running: dict = {}  # ObjectRef -> (segment, actor)
@@ -86,7 +102,7 @@ def run_on_ray(job, todo, folder: Path, address: str, tracker, cancel,
         while (pending or running) and not cancel.cancelled:
             while pending and idle:
                 seg, actor = pending.pop(0), idle.pop(0)
-                running[actor.make.remote(seg)] = (seg, actor)
+                running[actor.make.remote(seg, str(folder), token)] = (seg, actor)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
             for ref in ready:
                 seg, actor = running.pop(ref)
@@ -110,9 +126,10 @@ def run_on_ray(job, todo, folder: Path, address: str, tracker, cancel,
                                           f"{cause}") from None
                     raise
                 dest = folder / seg_name(seg.index)
-                tmp = dest.with_name(dest.name + ".part")
-                tmp.write_bytes(data)
-                tmp.replace(dest)
+                if data is not None:  # an actor that does not see the work folder
+                    tmp = dest.with_name(dest.name + ".part")
+                    tmp.write_bytes(data)
+                    tmp.replace(dest)
                 if sha256(dest) != digest:
                     raise ResourceError(f"segment {seg.index + 1}: checksum mismatch after "
                                         "transfer")
