@@ -6,6 +6,10 @@ comma list sweeps them, 0 = untiled), so peak memory can be read against the til
 
     python bench/flashvsr_speed.py [--sizes 768x1408x101,...] [--check]
     python bench/flashvsr_speed.py --sizes 1080x1920x61 --tile-size 0,512,256,128 [--tile-overlap 24]
+        [--tile-state host,device]
+
+``--tile-state``: where each tile's streaming state waits between its steps (host: vsrkit's
+choice on CUDA, GPU memory of one tile; device: every tile's state stays on the GPU).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ def random_models(device, dtype, cfg=FULL, lq=(2048, 3072), tc=(512, 256, 128, 1
     return prepare(*mods, prompt, torch.device(device), dtype)
 
 
-def session(loaded, h, w, attention, device, dtype, tile=None, overlap=None):
+def session(loaded, h, w, attention, device, dtype, tile=None, overlap=None, state="host"):
     ph, pw = pad_to_multiple(h, w, 128)
     plan = EnginePlan("flashvsr-v1.1", (h // 4, w // 4), (h, w), device,
                       {torch.bfloat16: "bf16", torch.float32: "fp32"}[dtype],
@@ -49,15 +53,17 @@ def session(loaded, h, w, attention, device, dtype, tile=None, overlap=None):
                                "local_range": 11, "seed": 0, "color_fix": "adain",
                                "attention": attention})
     if tile and plan_tiles(plan, Options(tile_size=tile, tile_overlap=overlap), TILE_MULTIPLE):
+        plan.details["tile_state"] = state
         print(f"  tiles: {plan.details['tiles']}")
         return open_tiled(plan, loaded, torch.device(device), dtype, FlashVSRSession)
     return FlashVSRSession(plan, loaded, torch.device(device), dtype)
 
 
-def run(loaded, h, w, n, attention, device, dtype, seed=1, tile=None, overlap=None):
+def run(loaded, h, w, n, attention, device, dtype, seed=1, tile=None, overlap=None,
+        state="host"):
     g = torch.Generator().manual_seed(seed)
     frames = torch.randint(0, 256, (n, h // 4, w // 4, 3), generator=g, dtype=torch.uint8)
-    s = session(loaded, h, w, attention, device, dtype, tile, overlap)
+    s = session(loaded, h, w, attention, device, dtype, tile, overlap, state)
     outs = []
     torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -73,9 +79,11 @@ def main() -> None:
     ap.add_argument("--sizes", default="768x1408x101,1280x1920x61,1080x1920x101")
     ap.add_argument("--check", action="store_true", help="flex vs reference on a small case")
     ap.add_argument("--tile-size", default="0", help="DiT tile sizes in input pixels, comma "
-                    "separated (0: untiled); each size runs once per tile size")
+                    "separated (0: untiled); each --sizes entry runs once per tile size")
     ap.add_argument("--tile-overlap", type=int, default=None,
                     help="tile overlap in input pixels (default: vsrkit's, 24)")
+    ap.add_argument("--tile-state", default="host", help="where tiles' state waits between "
+                    "steps: host, device, or both (comma separated)")
     args = ap.parse_args()
     device, dtype = "cuda", torch.bfloat16
     print(torch.cuda.get_device_name(), torch.__version__)
@@ -98,15 +106,15 @@ def main() -> None:
     tiles = [int(t) for t in args.tile_size.split(",")]
     for spec in args.sizes.split(","):
         h, w, n = map(int, spec.split("x"))
-        for tile in tiles:
-            # warm-up: compile for this shape (every tile shape of the grid)
-            run(loaded, h, w, 25, "flex", device, dtype, tile=tile, overlap=args.tile_overlap)
+        runs = [(t, st) for t in tiles for st in (args.tile_state.split(",") if t else [""])]
+        for tile, state in runs:
+            kw = dict(tile=tile, overlap=args.tile_overlap, state=state)
+            run(loaded, h, w, 25, "flex", device, dtype, **kw)  # warm-up: every tile shape
             torch.cuda.reset_peak_memory_stats()
-            secs, out = run(loaded, h, w, n, "flex", device, dtype, tile=tile,
-                            overlap=args.tile_overlap)
+            secs, out = run(loaded, h, w, n, "flex", device, dtype, **kw)
             assert out.shape == (n, h, w, 3), out.shape
             peak = torch.cuda.max_memory_allocated() / 2**30
-            label = f"tile {tile} px" if tile else "untiled"
+            label = f"tile {tile} px, state on {state}" if tile else "untiled"
             print(f"{w}x{h} x{n} {label}: {n / secs:.2f} FPS ({secs:.1f} s), "
                   f"peak GPU memory {peak:.1f} GiB")
 

@@ -250,3 +250,17 @@ def resolve_offload_blocks(text: str, *, block_bytes: Sequence[int], other_bytes
     if n > len(block_bytes):
         raise UsageError(f"--offload-blocks {n}: the model has {len(block_bytes)} blocks")
     return n
+
+
+def move_tensors(obj, device: torch.device | str):
+    """``obj`` with every tensor in it (nested lists, tuples, dicts) moved to ``device``; other
+    values as they are. From a GPU to the host the copies are asynchronous into pinned memory
+    (``non_blocking``), ordered on the stream before any later use; a view is copied alone, not
+    its whole storage."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(move_tensors(x, device) for x in obj)
+    if isinstance(obj, dict):
+        return {k: move_tensors(v, device) for k, v in obj.items()}
+    return obj

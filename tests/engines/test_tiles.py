@@ -119,3 +119,39 @@ def test_one_resize_on_the_blended_canvas():
     out = torch.cat(list(ts.push(torch.zeros(3, 40, 40, 3, dtype=torch.uint8))) + list(ts.flush()))
     assert out.shape == (3, 61, 93, 3)
     assert torch.allclose(out, 7.0 + torch.arange(3.0)[:, None, None, None], atol=1e-4)
+
+
+class Parkable(TileValue):
+    """Records where its state is when it works."""
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.where, self.worked_on = "device", []
+
+    def move_state(self, device):
+        self.where = device
+
+    def push(self, frames):
+        self.worked_on.append(self.where)
+        yield from super().push(frames)
+
+    def flush(self):
+        self.worked_on.append(self.where)
+        yield from super().flush()
+
+
+def test_parked_tiles_work_on_the_device_and_wait_on_the_host():
+    grid = tile_grid(40, 70, 32, 8, 8)
+    made = []
+
+    def open_tile(ys, xs):
+        made.append(Parkable(1.0, 1, 2, 3))
+        return made[-1]
+
+    ts = TiledSession(grid, open_tile, 1, (40, 70), park=("host", "device"))
+    frames = torch.zeros(7, 40, 70, 3, dtype=torch.uint8)
+    n = sum(len(o) for i in range(0, 7, 2) for o in ts.push(frames[i:i + 2]))
+    n += sum(len(o) for o in ts.flush())
+    assert n == 7 and len(made) == len(grid.tiles) > 1
+    for s in made:
+        assert s.worked_on == ["device"] * 5 and s.where == "host"

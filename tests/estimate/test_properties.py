@@ -1,6 +1,7 @@
 """Monotonic properties of the predictions: more pixels, frames or cache -> more memory; more
 offloaded blocks, tiles or FP8 -> less."""
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -94,13 +95,13 @@ def test_benchmark_shapes_against_the_h100():
     assert abs(e.gpu_bytes / gib / 17.3 - 1) < 0.15
 
 
-def _tiled_plan(h, w, tile):
+def _tiled_plan(h, w, tile, device="cuda"):
     from vsrkit.engines.base import EnginePlan
     from vsrkit.engines.tiles import plan_tiles
     from vsrkit.options import Options
     from vsrkit.tiling import round_up
 
-    plan = EnginePlan("flashvsr-v1.1", (h, w), (4 * h, 4 * w), "cuda", "bf16",
+    plan = EnginePlan("flashvsr-v1.1", (h, w), (4 * h, 4 * w), device, "bf16",
                       details={"canvas": (round_up(4 * h, 128), round_up(4 * w, 128))})
     if tile:
         plan_tiles(plan, Options(tile_size=tile), 32)
@@ -111,14 +112,23 @@ def _tiled_plan(h, w, tile):
 @settings(max_examples=30, deadline=None)
 @given(st.integers(64, 600), st.integers(64, 600), st.sampled_from([64, 128, 256, 512]))
 def test_flashvsr_dit_tiles_one_step_at_a_time_every_state_kept(h, w, tile):
-    """DiT tiles (engines/tiles.py): the step transient is one tile's, the streaming state is
-    every tile's, time is every tile's."""
-    plan = _tiled_plan(h, w, tile)
+    """DiT tiles (engines/tiles.py): the step transient is one tile's; the streaming state is
+    every tile's, on the GPU (CPU plans: no parking) or parked on the host (CUDA plans)."""
+    plan = _tiled_plan(h, w, tile, "cpu")
     if "tiles" not in plan.details:
         return
     n = len(plan.details["tiles"].tiles)
-    one = ef.estimate(FV, tuple(min(c, 4 * tile) for c in plan.details["canvas"]))
+    from vsrkit.estimate.common import device_rates
+
+    one = ef.estimate(FV, tuple(min(c, 4 * tile) for c in plan.details["canvas"]), gpu=False,
+                      rates=device_rates("cpu"))
     state = one.parts["KV cache"] + one.parts["decoder state"] + one.parts["LQ frames"]
     canvas = 21 * 3 * 4 * 16 * h * w
-    assert plan.est_gpu_bytes == one.gpu_bytes + (n - 1) * state + canvas
-    assert plan.est_seconds_per_frame == one.seconds_per_frame * n
+    assert plan.est_host_bytes == one.gpu_bytes + one.host_bytes + (n - 1) * state + canvas
+    assert plan.est_seconds_per_frame == pytest.approx(one.seconds_per_frame * n)
+    parked = _tiled_plan(h, w, tile, "cuda")
+    assert parked.details["tile_state"] == "host"
+    one = ef.estimate(FV, tuple(min(c, 4 * tile) for c in plan.details["canvas"]))
+    assert parked.est_gpu_bytes == one.gpu_bytes + canvas
+    assert parked.est_host_bytes == one.host_bytes + n * state
+    assert parked.est_seconds_per_frame > one.seconds_per_frame * n

@@ -79,6 +79,10 @@ class EngineSession(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free per-stream state (weights stay loaded in the engine)."""
 
+    def move_state(self, device) -> None:  # noqa: B027 - optional hook
+        """Move the stream's state (caches, memories) to ``device``: spatial tiles
+        (``engines.tiles``) park a tile's on the host between its steps and bring it back."""
+
 
 class Engine(ABC):
     """A model. Created once per ``Upscaler``; keeps weights loaded across streams."""

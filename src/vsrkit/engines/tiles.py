@@ -11,7 +11,11 @@ the colour fix against the whole frame) and the resize to the asked output size.
         --weights--> canvas accumulators (s*H, s*W, 3) --all tiles in--> finish --> resize --> out
 
 Memory: a tile's step transients (attention, FFN, decoder) follow the tile, but every tile keeps
-its streaming state between steps, so state (FlashVSR's KV cache) sums over the tiles.
+its streaming state between steps, so state (FlashVSR's KV cache) sums over the tiles, more than
+the untiled frame's by the overlaps. On CUDA each tile's state therefore waits in pinned host
+memory between its pushes (``EngineSession.move_state``; plan detail ``tile_state: host``): GPU
+memory of one tile's state and step, at the price of copying every tile's state in and out once
+per push.
 
 An engine opts in from ``plan()`` (``plan_tiles``: checks the options, writes the grid into the
 plan's details and notes) and ``open()`` (a ``TiledSession`` over its own sessions).
@@ -112,6 +116,10 @@ def plan_tiles(plan: EnginePlan, opts, multiple: int) -> TileGrid | None:
     plan.details.update(tile_size=grid.tile, tile_overlap=grid.overlap, tiles=grid)
     plan.notes.append(f"DiT in {len(grid.tiles)} spatial tiles ({len(grid.w_spans)}x"
                       f"{len(grid.h_spans)}), each its own stream, blended where they overlap")
+    if plan.device.startswith("cuda"):
+        plan.details["tile_state"] = "host"
+        plan.notes.append("each tile's streaming state waits in host memory between its steps "
+                          "(GPU memory of one tile; its state copied in and out every step)")
     if grid.tile != opts.tile_size:
         plan.notes.append(f"--tile-size {opts.tile_size} -> {grid.tile} (multiples of "
                           f"{multiple} input pixels)")
@@ -134,11 +142,16 @@ class TiledSession(EngineSession):
     batch sizes: each adds its frames into per-frame canvas accumulators as they come, so what
     is buffered is the frames between the slowest and the fastest tile (at most the engine's
     latency, as every tile gets the same frames) plus their inputs (for ``finish``).
+
+    ``park=(host, device)``: a tile's state moves to ``host`` after each of its pushes and back
+    to ``device`` before the next (``EngineSession.move_state``).
     """
 
     def __init__(self, grid: TileGrid, open_tile: Callable[[Span, Span], EngineSession],
-                 scale: int, out_size: tuple[int, int], finish: Finish | None = None):
+                 scale: int, out_size: tuple[int, int], finish: Finish | None = None,
+                 park: tuple | None = None):
         self.grid, self.scale, self.out_size, self.finish = grid, scale, out_size, finish
+        self.park = park
         self.sessions = [open_tile(ys, xs) for ys, xs in grid.tiles]
         self.weights: list[torch.Tensor] | None = None  # (s*th, s*tw, 1) per tile, normalized
         self.acc: deque[torch.Tensor] = deque()  # (s*H, s*W, 3) float32 from frame `emitted` on
@@ -186,14 +199,22 @@ class TiledSession(EngineSession):
             f"{frames.shape=}, tiles of a {self.grid.size} frame"
         self.inputs.extend(frames)
         for i, ((y0, y1), (x0, x1)) in enumerate(self.grid.tiles):
-            for out in self.sessions[i].push(frames[:, y0:y1, x0:x1]):
-                self._add(i, out)
+            self._run(i, lambda s: s.push(frames[:, y0:y1, x0:x1]))
         yield from self._ready()
 
+    def _run(self, i: int, call) -> None:
+        """Tile i's push or flush, its state brought in and parked again around it."""
+        session = self.sessions[i]
+        if self.park:
+            session.move_state(self.park[1])
+        for out in call(session):
+            self._add(i, out)
+        if self.park:
+            session.move_state(self.park[0])
+
     def flush(self) -> Iterator[torch.Tensor]:
-        for i, session in enumerate(self.sessions):
-            for out in session.flush():
-                self._add(i, out)
+        for i in range(len(self.sessions)):
+            self._run(i, lambda s: s.flush())
         yield from self._ready()
         if len(set(self.added)) != 1 or self.acc:
             raise RuntimeError(f"tile sessions returned different frame counts: {self.added}")

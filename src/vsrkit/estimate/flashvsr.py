@@ -287,19 +287,29 @@ def fill(plan, shapes: FlashVSRShapes) -> None:
                    vae_tiles=d.get("vae_tiles"), gpu=plan.device.startswith("cuda"),
                    rates=device_rates(plan.device))
     if tiles:
-        tiled(est, len(tiles.tiles), plan.in_size)
+        tiled(est, len(tiles.tiles), plan.in_size, parked=d.get("tile_state") == "host")
     apply(plan, est)
 
 
-def tiled(est: Estimate, n_tiles: int, in_size: tuple[int, int]) -> None:
+def tiled(est: Estimate, n_tiles: int, in_size: tuple[int, int], parked: bool,
+          link_bytes_per_s: float = 45.5e9) -> None:
     """One tile's estimate -> the tiled stream's (in place). The tiles step one after the other,
     so one tile's step transient is live at a time, but every tile keeps its streaming state
-    (KV cache, decoder state, LQ frames) from step to step: the other tiles' states add up (an
-    upper bound: the tile's peak-phase state, for all of them). The blended canvas holds a
-    step 0's 21 frames of 4H x 4W x 3 float32 accumulators. Time: every tile runs every step."""
+    (KV cache, decoder state, LQ frames) from step to step (an upper bound: the tile's
+    peak-phase state, for all of them). Kept on the GPU, the other tiles' states add to the
+    peak; ``parked`` on the host, they are pinned host memory and every step copies each tile's
+    state in and out (8 frames per step; the pinned link rate of ``common.swap_seconds``). The
+    blended canvas holds a step 0's 21 frames of 4H x 4W x 3 float32 accumulators. Time: every
+    tile runs every step."""
     state = est.parts["KV cache"] + est.parts["decoder state"] + est.parts["LQ frames"]
     others = (n_tiles - 1) * state
     canvas = 21 * 3 * 4 * (4 * in_size[0]) * (4 * in_size[1])
-    est.parts.update({"other tiles' state": others, "tile canvas": canvas})
-    est.gpu_bytes += others + canvas
+    est.parts["tile canvas"] = canvas
+    est.gpu_bytes += canvas
     est.seconds_per_frame *= n_tiles
+    if parked:
+        est.host_bytes += others + state
+        est.seconds_per_frame += 2 * n_tiles * state / link_bytes_per_s / 8
+    else:
+        est.parts["other tiles' state"] = others
+        est.gpu_bytes += others

@@ -99,13 +99,10 @@ def test_cli_tiled_every_frame_with_its_timestamp(weights, tmp_path, size, grid,
     overlaps is tested on the weights and in the comparison with the untiled run)."""
     src = make_video(tmp_path / "in.mkv", frames=n, size=size, rate=Fraction(24000, 1001),
                      codec="ffv1", pix_fmt="yuv444p")  # odd sizes: no 4:2:0
-    r = subprocess.run([sys.executable, "-m", "vsrkit", "upscale", str(src), "-o",
-                        str(tmp_path / "out.mkv"), "--model", MODEL, "--weights", str(weights),
-                        "--device", "cpu", "--codec", "ffv1", "--tile-size", "32",
-                        "--tile-overlap", "0", "--dry-run"], capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert f"tiles: {grid} tiles" in r.stdout + r.stderr
+    opts = vsrkit.Options(model=MODEL, weights=str(weights), device="cpu", tile_size=32,
+                          tile_overlap=0)
+    plan = create(opts).plan(spec(size[1], size[0]), opts)
+    assert str(plan.details["tiles"]).startswith(f"{grid} tiles")
     r = subprocess.run([sys.executable, "-m", "vsrkit", "upscale", str(src), "-o",
                         str(tmp_path / "out.mkv"), "--model", MODEL, "--weights", str(weights),
                         "--device", "cpu", "--codec", "ffv1", "--tile-size", "32",
@@ -142,3 +139,65 @@ def test_tiled_close_to_untiled_on_smooth_input(weights):
     seeds = (other - untiled).abs().mean().item()
     print(f"tiled vs untiled: mean {d.mean():.4f} max {d.max():.4f}; seeds {seeds:.4f}")
     assert d.mean() < 0.25 * seeds and d.mean() < 0.015 and d.max() < 0.2
+
+
+def _tensors(obj, skip, seen=None):
+    """Every tensor reachable from obj's attributes, lists, tuples and dicts (not modules'
+    parameters or buffers: weights are not a stream's state), minus the ids in ``skip``."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or id(obj) in skip:
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, torch.nn.Module):
+        items = [v for k, v in vars(obj).items() if not k.startswith("_")]
+        items += list(obj._modules.values())
+    elif isinstance(obj, (list, tuple)):
+        items = list(obj)
+    elif isinstance(obj, dict):
+        items = list(obj.values())
+    elif hasattr(obj, "__dict__"):
+        items = list(vars(obj).values())
+    else:
+        return []
+    return [t for o in items for t in _tensors(o, skip, seen)]
+
+
+@pytest.mark.parametrize("variant", ["tiny", "full"])
+def test_move_state_takes_the_whole_stream_state(tmp_path, variant):
+    """What a parked tile leaves on the device is only what every stream shares (prompt K/V,
+    timestep embeddings, masks, resize weights): a state that ``move_state`` missed fails here."""
+    w = make_tiny_flashvsr(tmp_path / "w", vae=variant == "full")
+    opts = vsrkit.Options(model=MODEL, variant=variant, weights=str(w), device="cpu",
+                          width=100)
+    eng = create(opts)
+    s = eng.open(eng.plan(spec(20, 27), opts))
+    frames = smooth(34, 20, 27)
+    assert len(torch.cat(list(s.push(frames)))) == 29  # two steps: every state is filled
+    shared = {id(x) for x in (s.t, s.t_mod, s.local, *s.ctx_kv, *(s.out_resize or ()))}
+    shared |= {id(x) for kv in s.ctx_kv for x in kv}
+    before = _tensors(s, shared)
+    assert sum(t.numel() for t in before) > 0
+    s.move_state("meta")
+    left = [tuple(t.shape) for t in _tensors(s, shared) if not t.is_meta]
+    assert left == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_parked_tiles_same_frames_less_gpu_memory(weights):
+    opts = vsrkit.Options(model=MODEL, weights=str(weights), device="cuda", dtype="bf16")
+    eng = create(opts)
+    plan = eng.plan(spec(96, 160), opts.replace(tile_size=64))
+    assert plan.details["tile_state"] == "host"
+    frames = smooth(30, 96, 160)
+    outs, peaks = {}, {}
+    for state in ("host", "device"):
+        p = dataclasses.replace(plan, details={**plan.details, "tile_state": state})
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        outs[state] = stream(eng.open(p), frames).cpu()
+        peaks[state] = torch.cuda.max_memory_allocated() - base
+    assert torch.equal(outs["host"], outs["device"])
+    assert peaks["host"] < peaks["device"]

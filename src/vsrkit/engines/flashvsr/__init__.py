@@ -25,6 +25,7 @@ from ...devices import pick_device, pick_dtype
 from ...errors import WeightsError
 from ...estimate import flashvsr as estimate
 from ...noise import latent_noise
+from ...offload import move_tensors
 from ...plan import output_size
 from ...tiling import pad_to_multiple
 from ...ops.color import METHODS as COLOR_METHODS
@@ -392,3 +393,15 @@ class FlashVSRSession(EngineSession):
     def close(self) -> None:
         self.lq_frames.clear()
         self.caches = [None] * len(self.dit.blocks)
+
+    def move_state(self, device) -> None:
+        """The stream's state to ``device``: the KV caches, the LQ frames later steps read, the
+        LQ projector's and the decoder's memories (spatial tiles park a tile's on the host)."""
+        self.caches = move_tensors(self.caches, device)
+        self.lq_frames = move_tensors(self.lq_frames, device)
+        self.lq.cache1, self.lq.cache2 = move_tensors([self.lq.cache1, self.lq.cache2], device)
+        if isinstance(self.decoder, VAEStream):
+            for state in self.decoder.states.values():
+                state.cache = move_tensors(state.cache, device)
+        else:
+            self.decoder.mem = move_tensors(self.decoder.mem, device)

@@ -60,5 +60,6 @@ def open_tiled(plan: EnginePlan, loaded, device: torch.device, dtype: torch.dtyp
         y = color_fix(x.permute(0, 3, 1, 2) * 2 - 1, ref, fix)
         return ((y + 1) / 2).permute(0, 2, 3, 1)
 
+    park = (torch.device("cpu"), device) if plan.details.get("tile_state") == "host" else None
     return TiledSession(plan.details["tiles"], open_tile, SCALE, plan.out_size,
-                        finish=None if fix == "none" else finish)
+                        finish=None if fix == "none" else finish, park=park)
