@@ -144,14 +144,17 @@ class TiledSession(EngineSession):
     latency, as every tile gets the same frames) plus their inputs (for ``finish``).
 
     ``park=(host, device)``: a tile's state moves to ``host`` after each of its pushes and back
-    to ``device`` before the next (``EngineSession.move_state``).
+    to ``device`` before the next (``EngineSession.move_state``). ``batch``: frames handed to
+    the tiles at a time (FlashVSR: 8, its step), so a parked state moves once per step of the
+    engine, not once per push of the pipeline.
     """
 
     def __init__(self, grid: TileGrid, open_tile: Callable[[Span, Span], EngineSession],
                  scale: int, out_size: tuple[int, int], finish: Finish | None = None,
-                 park: tuple | None = None):
+                 park: tuple | None = None, batch: int = 1):
         self.grid, self.scale, self.out_size, self.finish = grid, scale, out_size, finish
-        self.park = park
+        self.park, self.batch = park, batch
+        self.pending: list[torch.Tensor] = []  # (T, H, W, 3) pushed, not yet given to the tiles
         self.sessions = [open_tile(ys, xs) for ys, xs in grid.tiles]
         self.weights: list[torch.Tensor] | None = None  # (s*th, s*tw, 1) per tile, normalized
         self.acc: deque[torch.Tensor] = deque()  # (s*H, s*W, 3) float32 from frame `emitted` on
@@ -198,9 +201,16 @@ class TiledSession(EngineSession):
         assert frames.ndim == 4 and tuple(frames.shape[1:3]) == self.grid.size, \
             f"{frames.shape=}, tiles of a {self.grid.size} frame"
         self.inputs.extend(frames)
+        self.pending.append(frames)
+        if sum(len(f) for f in self.pending) >= self.batch:
+            self._feed()
+        yield from self._ready()
+
+    def _feed(self) -> None:
+        frames = torch.cat(self.pending) if len(self.pending) > 1 else self.pending[0]
+        self.pending.clear()
         for i, ((y0, y1), (x0, x1)) in enumerate(self.grid.tiles):
             self._run(i, lambda s: s.push(frames[:, y0:y1, x0:x1]))
-        yield from self._ready()
 
     def _run(self, i: int, call) -> None:
         """Tile i's push or flush, its state brought in and parked again around it."""
@@ -213,6 +223,8 @@ class TiledSession(EngineSession):
             session.move_state(self.park[0])
 
     def flush(self) -> Iterator[torch.Tensor]:
+        if self.pending:
+            self._feed()
         for i in range(len(self.sessions)):
             self._run(i, lambda s: s.flush())
         yield from self._ready()

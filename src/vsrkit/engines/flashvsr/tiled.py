@@ -41,7 +41,7 @@ def open_tiled(plan: EnginePlan, loaded, device: torch.device, dtype: torch.dtyp
                session_cls) -> TiledSession:
     """A ``TiledSession`` of ``session_cls`` (``FlashVSRSession``) sessions. ``loaded``:
     ``prepare()``'s (modules, prompt K/V, t, t_mod)."""
-    from . import upsample_pil_u8
+    from . import STEP, upsample_pil_u8
 
     (dit, lq, decoder), *rest = loaded
 
@@ -62,4 +62,4 @@ def open_tiled(plan: EnginePlan, loaded, device: torch.device, dtype: torch.dtyp
 
     park = (torch.device("cpu"), device) if plan.details.get("tile_state") == "host" else None
     return TiledSession(plan.details["tiles"], open_tile, SCALE, plan.out_size,
-                        finish=None if fix == "none" else finish, park=park)
+                        finish=None if fix == "none" else finish, park=park, batch=STEP)
