@@ -14,7 +14,6 @@ Full the Wan2.1 VAE (``wan_vae.py``, streamed one latent at a time). Both follow
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Iterator
 
 import torch
@@ -213,29 +212,15 @@ def prepare(dit, lq, decoder, prompt, device, dtype):
     if device.type == "cuda" and isinstance(decoder, TCDecoder):
         # cuDNN's bf16 convolutions run NHWC: in NCHW every conv of the frame-by-frame decoder
         # pays a layout conversion each way (11 % of GPU time at 1408x768); NHWC weights make
-        # its activations NHWC throughout (decoder time 0.49 -> 0.37 s per 61 frames, H100)
+        # its activations NHWC throughout (decoder time 0.49 -> 0.37 s per 61 frames, H100).
+        # cuDNN autotuning (cudnn.benchmark) is left off: it bought nothing on top of this and
+        # picks algorithms by timing, so two processes (segments on two GPUs, a resumed run)
+        # could compute different bits for the same frames.
         mods[2] = mods[2].to(memory_format=torch.channels_last)
     ctx = mods[0].text_embedding(prompt.to(device, dtype).reshape(-1, prompt.shape[-1]))
     ctx_kv = [b.cross_attn.kv(ctx) for b in mods[0].blocks]
     t, t_mod = mods[0].timestep(dtype, device)
     return mods, ctx_kv, t, t_mod
-
-
-@contextmanager
-def fastest_convs(device: torch.device):
-    """cuDNN autotuning for the convolutions (LQ projector, decoders) while the engine runs:
-    every step repeats the same shapes, so the one-time search pays off from the second step
-    (1.4x end to end at 1408x768 on an H100). Scoped, not global: a caller's own setting is
-    restored when the step ends."""
-    if device.type != "cuda":
-        yield
-        return
-    before = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = before
 
 
 def _strict(module, sd, name: str) -> None:
@@ -288,10 +273,6 @@ class FlashVSRSession(EngineSession):
         return torch.stack(self.lq_frames[a - self.base:b - self.base], 1)[None]
 
     def _append(self, frames: torch.Tensor) -> None:
-        with fastest_convs(self.device):
-            self._append_frames(frames)
-
-    def _append_frames(self, frames: torch.Tensor) -> None:
         up = upsample_pil_u8(frames.to(self.device), (self.h4, self.w4))  # (T, 3, 4H, 4W)
         up = F.pad(up, (0, self.Wp - self.w4, 0, self.Hp - self.h4), mode="replicate")
         for f in up.to(self.device, self.dtype):
@@ -307,10 +288,6 @@ class FlashVSRSession(EngineSession):
     # -- one step ------------------------------------------------------------------------
     @torch.no_grad()
     def _run_step(self) -> torch.Tensor:
-        with fastest_convs(self.device):
-            return self._step()
-
-    def _step(self) -> torch.Tensor:
         k = self.step
         if k == 0:
             clips = [(0, 1)] + [(4 * i - 3, 4 * i + 1) for i in range(1, 7)]
