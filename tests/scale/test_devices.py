@@ -251,3 +251,31 @@ def test_resume_keeps_cuts_of_an_earlier_run_with_other_devices(tmp_path):
     ref = tmp_path / "ref.mkv"
     vsrkit.upscale(clip, ref, model="nearest", scale=2, codec="ffv1")
     assert frame_hashes(out) == frame_hashes(ref)
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.device_count() >= 2, reason="needs 2 CUDA GPUs")
+def test_tiny_flashvsr_all_gpus_equal_one_gpu(tmp_path):
+    """On a machine with GPUs: --devices all gives the frames of --devices cuda:0 (same cuts)."""
+    from tests.engines.flashvsr.tiny import make_tiny_flashvsr
+
+    w = make_tiny_flashvsr(tmp_path / "w")
+    clip = make_video(tmp_path / "c.mkv", frames=96, size=(64, 48), audio="aac")
+    common = dict(model="flashvsr-v1.1", weights=str(w), codec="ffv1", segment_frames=32)
+    vsrkit.upscale(clip, tmp_path / "one.mkv", devices="cuda:0", **common)
+    r = vsrkit.upscale(clip, tmp_path / "all.mkv", devices="all", **common)
+    assert r.frames == 96
+    assert frame_hashes(tmp_path / "one.mkv") == frame_hashes(tmp_path / "all.mkv")
+
+
+def test_trimmed_range_starts_at_zero_like_an_unbroken_run(tmp_path):
+    """--frames A:B: the output starts at 0 and keeps the unbroken run's timestamps, audio cut
+    to the same range (H.264 with B-frames: the first segment's packets are shifted back)."""
+    clip = make_video(tmp_path / "c.mkv", frames=60, size=(48, 32), audio="aac")
+    ref, out = tmp_path / "ref.mkv", tmp_path / "out.mkv"
+    vsrkit.upscale(clip, ref, model="lanczos", scale=2, codec="h264", frames="7:52")
+    vsrkit.upscale(clip, out, model="lanczos", scale=2, codec="h264", frames="7:52",
+                   segment_frames=12, devices="cpu,cpu")
+    a, b = frame_hashes(ref), frame_hashes(out)
+    assert len(b) == 45 and b[0][1] == 0
+    assert [p for _, p in a] == [p for _, p in b]
+    assert audio_hashes(out) == audio_hashes(ref)

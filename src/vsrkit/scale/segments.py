@@ -148,7 +148,8 @@ class Manifest:
 
 
 def _diff(a: dict, b: dict) -> list[str]:
-    out = [k for k in ("input", "input_stat", "frames", "model", "weights") if a.get(k) != b.get(k)]
+    out = [k for k in ("version", "input", "input_stat", "frames", "model", "weights", "codec")
+           if a.get(k) != b.get(k)]
     ao, bo = a.get("options", {}), b.get("options", {})
     out += [f"--{k.replace('_', '-')}" for k in sorted(set(ao) | set(bo)) if ao.get(k) != bo.get(k)]
     return out
@@ -321,7 +322,6 @@ class Tracker:
         self.partial: dict = {}  # worker -> kept frames of the segment it is making
         self.meter = RateMeter(window=30.0)  # several workers report in bursts
         self.lock = threading.Lock()
-        self.started = time.monotonic()
 
     def _report(self, message: str | None = None) -> None:
         n = self.done + sum(self.partial.values())
