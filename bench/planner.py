@@ -46,11 +46,15 @@ def report(name, pred, meas_bytes, pred_s, meas_s, phases, pred_phase):
 
 class PhasePeaks:
     """Peak allocated bytes while each wrapped method runs. The counter is reset at each call;
-    ``total()`` is the run's peak: every phase's, and the counter's between phases."""
+    ``total()`` is the run's peak: every phase's, and the counter's between phases. ``unwrap()``
+    after each run: the models are shared by the sessions of every size, and a wrapper left on
+    them resets the counter inside the next size's wrapper, which then records the bytes left
+    after the phase instead of its peak (the first size's rows alone were right)."""
 
     def __init__(self):
         self.peaks: dict[str, int] = {}
         self.between = 0
+        self.wrapped: list[tuple[object, str]] = []
 
     def wrap(self, obj, method: str, label: str) -> None:
         f = getattr(obj, method)
@@ -65,6 +69,12 @@ class PhasePeaks:
                 torch.cuda.reset_peak_memory_stats()
 
         setattr(obj, method, run)
+        self.wrapped.append((obj, method))
+
+    def unwrap(self) -> None:
+        for obj, method in self.wrapped:
+            vars(obj).pop(method, None)
+        self.wrapped.clear()
 
     def total(self) -> int:
         return max(self.between, torch.cuda.max_memory_allocated(), *self.peaks.values())
@@ -127,6 +137,7 @@ def flashvsr(sizes, full: bool, device, dtype):
             torch.cuda.synchronize()
             secs = (time.perf_counter() - t0) / n
             peak = pp.total()
+            pp.unwrap()
             assert got == n
             pred = ef.estimate(shp, details["canvas"], variant=variant, rates=device_rates("cuda"))
             report(f"flashvsr {variant} {w}x{h} x{n}", pred, peak, pred.seconds_per_frame, secs,
@@ -171,10 +182,8 @@ def seedvr2(h, w, n, device, dtype):
         torch.cuda.synchronize()
         secs = (time.perf_counter() - t0) / n
         peak = pp.total()
+        pp.unwrap()
         assert got == n
-        for name in ("encode_moments", "decode"):
-            vars(vae).pop(name, None)  # unwrap
-        vars(dit).pop("forward", None)
     pred = es.estimate(es.SeedVR2Shapes(cfg, vcfg), canvas, (h, w), batch_frames=n,
                        temporal_overlap=0, vae_tiles=(512, 64), rates=device_rates("cuda"))
     report(f"seedvr2-3b {w}x{h} x{n} tiled VAE", pred, peak, pred.seconds_per_frame, secs,
