@@ -100,3 +100,22 @@ def test_tiles_on_grid_are_windows_of_the_padded_canvas(size, tile, overlap, mul
         assert spans[-1][1] - spans[-1][0] > tile - multiple  # never smaller than the grid forces
     for (a, b), (c, d) in zip(spans, spans[1:]):
         assert a < c and b - c >= overlap
+
+
+@given(st.integers(1, 5000), st.integers(1, 600), st.integers(0, 200), st.sampled_from([1, 8]))
+def test_balanced_tile_same_count_no_longer(size, tile, overlap, multiple):
+    from vsrkit.tiling import balanced_tile
+
+    tile = max(tile, multiple)
+    overlap = min(overlap, tile - 1)
+    t = balanced_tile(size, tile, overlap, multiple)
+    assert t <= max(tile, size) and (t == size or t <= tile)
+    spans = tile_grid(size, t, overlap, multiple)
+    assert len(spans) <= len(tile_grid(size, tile, overlap, multiple))
+    assert spans[0][0] == 0 and spans[-1][1] == size
+    def least_overlap(sp):
+        return min([b - c for (a, b), (c, d) in zip(sp, sp[1:])], default=None)
+
+    orig = least_overlap(tile_grid(size, tile, overlap, multiple))
+    if orig is not None and least_overlap(spans) is not None:
+        assert least_overlap(spans) >= min(orig, overlap), "overlap kept"

@@ -49,6 +49,19 @@ def tile_grid(size: int, tile: int, overlap: int, multiple: int = 1, *,
     return [(s, s + tile) for s in starts]
 
 
+def balanced_tile(size: int, tile: int, overlap: int, multiple: int = 1) -> int:
+    """The shortest tile length (at most ``tile``) whose grid over ``size`` has no more tiles
+    than ``tile``'s: the same number of tiles, sized to the canvas, so less is computed twice
+    (1080p in 512-px tiles: 1.9x the frame's pixels; balanced: 1.3x)."""
+    if size <= tile:
+        return size
+    n = len(tile_grid(size, tile, overlap, multiple))
+    t = max(multiple, round_up(-(-(size + (n - 1) * overlap) // n), multiple))
+    while t < tile and len(tile_grid(size, t, overlap, multiple)) > n:
+        t += multiple
+    return min(t, tile)
+
+
 def blend_ramp(length: int, before: int, after: int) -> list[float]:
     """1-D weights of a tile: linear ramps over the overlap with the previous (``before``) and
     next (``after``) tile, 1 elsewhere. Ramps run from 1/(n+1) to n/(n+1): never 0, so a pixel

@@ -244,10 +244,12 @@ class VideoVAE(nn.Module):
     # -- spatial tiles -------------------------------------------------------------------------
     def tiled(self, fn, x: torch.Tensor, factor: float, tile: int, overlap: int,
               multiple: int) -> torch.Tensor:
-        """Apply ``fn`` to overlapping spatial tiles of x (tile/overlap in x's pixels) and blend
-        the results (scaled by ``factor``) with linear ramps over the overlaps."""
+        """Apply ``fn`` to overlapping spatial tiles of x (tile/overlap in x's pixels; tiles at
+        most ``tile``, as few as that allows, sized to the canvas) and blend the results (scaled
+        by ``factor``) with linear ramps over the overlaps."""
         H, W = x.shape[-2:]
-        hs, ws = tiling.tile_grid(H, tile, overlap, multiple), tiling.tile_grid(W, tile, overlap, multiple)
+        hs, ws = (tiling.tile_grid(n, tiling.balanced_tile(n, tile, overlap, multiple), overlap,
+                                   multiple) for n in (H, W))
         if len(hs) == 1 and len(ws) == 1:
             return fn(x)
         out = weight = None
