@@ -7,6 +7,14 @@ crop``: the official centre crop) -> [-1, 1] -> last frame repeated to 4n+1 -> V
 posterior *sample* -> x 0.9152 -> DiT(noise | latent | 1) at t = 1000 -> x0 = noise - v -> VAE
 decode -> cut to the batch's frames -> colour fix against the resized input -> clip.
 
+Temporal context across batches: the DiT attends within one batch only (its windows span at
+most the batch's latents) and the causal VAE starts each batch with a one-frame latent, the
+layout the model was trained on; so a batch's context is its overlap with the previous batch
+(``--temporal-overlap`` frames it re-reads), and the overlap's outputs are blended with a linear
+ramp. Carrying the VAE's conv memory into the next batch would hand the DiT a continuation
+latent where it expects a first frame. Segments (resume, ``--devices``) warm up one batch and
+start on the batch grid (``frame_align`` = stride), so they reproduce the unbroken run exactly.
+
 Noise follows ``vsrkit.noise`` over the whole video's latent timeline: initial noise
 ``seed + t``, augmentation ``seed + 1_000_000 + t``, VAE posterior ``seed + 2_000_000 + t``, with
 ``t`` counted from the batch's first frame (``batches.latent_start``).
