@@ -1,7 +1,7 @@
 """SeedVR2 speed on random full-size weights, in one command (CUDA, bf16), for 3B and 7B:
 
 * one temporal batch (21 frames) at 1080x1920 output: VAE encode / DiT / VAE decode seconds,
-  FPS and peak GPU memory (a warm-up run first: cuDNN autotuning, kernels);
+  FPS and peak GPU memory (a warm-up run first);
 * a 61-frame clip (540x960 in, x2) through the engine's real session (temporal batches of 21
   with the default overlap, colour fix, blending): FPS, DiT vs VAE split, peak GPU memory;
 * the VAE alone at other tile sizes (fewer, larger tiles recompute less overlap) when they fit.
@@ -21,7 +21,6 @@ from fractions import Fraction
 
 import torch
 
-from vsrkit.devices import fastest_convs
 from vsrkit.engines.base import EnginePlan
 from vsrkit.engines.seedvr2 import DEFAULT_OVERLAP, DEFAULT_VAE_OVERLAP, SeedVR2Session
 from vsrkit.engines.seedvr2.config import VAEConfig, dit_3b, dit_7b
@@ -89,10 +88,10 @@ def one_batch(name, dit, vae, txt, a, dev, dt):
     H, W = -(-a.height // 16) * 16, -(-a.width // 16) * 16
     x = torch.rand(1, 3, a.frames, H, W, device=dev, dtype=dt) * 2 - 1
     enc, dec = vae_fns(vae, a.vae_tile)
-    for rep in range(2):  # the first run warms up (cuDNN autotuning, kernels)
+    for rep in range(2):  # the first run warms up (kernels, allocator)
         reset_peak(dev)
         tm = Timer(dev)
-        with torch.no_grad(), fastest_convs(dev):
+        with torch.no_grad():
             tm.sync()
             t0 = time.perf_counter()
             h = enc(x)
@@ -165,7 +164,7 @@ def vae_tiles(vae, a, dev, dt):
         try:
             for rep in range(2):
                 reset_peak(dev)
-                with torch.no_grad(), fastest_convs(dev):
+                with torch.no_grad():
                     t0 = time.perf_counter()
                     z = enc(x)[:, :16]
                     Timer(dev).sync()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 
 from .errors import ResourceError, UsageError
@@ -39,20 +37,3 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
 
 def dtype_name(dtype: torch.dtype) -> str:
     return {v: k for k, v in _DTYPES.items()}[dtype]
-
-
-@contextmanager
-def fastest_convs(device: torch.device):
-    """cuDNN autotuning for the convolutions (FlashVSR's LQ projector and decoders, SeedVR2's VAE) while the engine runs:
-    every step repeats the same shapes, so the one-time search pays off from the second step
-    (1.4x end to end at 1408x768 on an H100). Scoped, not global: a caller's own setting is
-    restored when the step ends."""
-    if device.type != "cuda":
-        yield
-        return
-    before = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = before

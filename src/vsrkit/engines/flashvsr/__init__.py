@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ... import hub
-from ...devices import fastest_convs, pick_device, pick_dtype
+from ...devices import pick_device, pick_dtype
 from ...errors import WeightsError
 from ...estimate import flashvsr as estimate
 from ...noise import latent_noise

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ... import hub
-from ...devices import dtype_name, fastest_convs, pick_device, pick_dtype
+from ...devices import dtype_name, pick_device, pick_dtype
 from ...errors import UsageError
 from ...estimate import seedvr2 as estimate
 from ...noise import AUGMENT_OFFSET, POSTERIOR_OFFSET, latent_noise
@@ -225,8 +225,7 @@ class SeedVR2Session(EngineSession):
 
     def _run(self, s: int, e: int) -> None:
         x = torch.stack(self.frames[s - self.base:e - self.base])
-        with fastest_convs(self.device):  # the VAE repeats the same conv shapes every batch
-            y = restore(self, x, self.plan.start_frame + s)  # (n, 3, H, W) in [-1, 1], unclipped
+        y = restore(self, x, self.plan.start_frame + s)  # (n, 3, H, W) in [-1, 1], unclipped
         y = (y.clamp(-1, 1) * 0.5 + 0.5).permute(0, 2, 3, 1)  # (n, H, W, 3) in [0, 1]
         n_ov = max(0, self.covered - s)
         for i in range(e - s):
