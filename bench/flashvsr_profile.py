@@ -61,7 +61,7 @@ def timed_run(loaded, h, w, n, timer=None, seed=1):
     s = session(loaded, h, w, "flex", "cuda", torch.bfloat16)
     if timer is not None:
         s.lq.push = timer.wrap("lq_proj", s.lq.push)
-        s.tc.decode = timer.wrap("tcdecoder", s.tc.decode)
+        s.decoder.decode = timer.wrap("tcdecoder", s.decoder.decode)
         s._color = timer.wrap("color", s._color)
         s._append = timer.wrap("upsample", s._append)
         dit = s.dit
@@ -78,7 +78,7 @@ def timed_run(loaded, h, w, n, timer=None, seed=1):
     torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0
     assert count == n, count
-    for mod, name in ((s.lq, "push"), (s.tc, "decode")):  # the modules outlive the session
+    for mod, name in ((s.lq, "push"), (s.decoder, "decode")):  # the modules outlive the session
         mod.__dict__.pop(name, None)
     return elapsed
 
