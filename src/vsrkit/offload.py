@@ -264,3 +264,49 @@ def move_tensors(obj, device: torch.device | str):
     if isinstance(obj, dict):
         return {k: move_tensors(v, device) for k, v in obj.items()}
     return obj
+
+
+# -- whole modules parked on the host between uses (--unload-dit) ---------------------------------
+
+class ParkedWeights:
+    """Move a module's weights off ``device`` while another model runs, and back before it runs.
+
+    Weights never change during inference, so the host copy is made once (pinned, on CUDA):
+    ``park()`` points the module's tensors at it and drops the device copies (nothing is copied
+    back), ``unpark()`` is one host-to-device copy per tensor. Only tensors found on ``device``
+    when built are handled, so blocks another mechanism keeps on the host (``BlockSwap``) are
+    left alone. On a CPU device the host copy is a second buffer: the same steps run (tests) but
+    save nothing; engines plan it off there.
+    """
+
+    def __init__(self, module: nn.Module, device: torch.device | str):
+        self.device = torch.device(device)
+        self.tensors = [t for t in _unique_tensors(module) if t.device == self.device]
+        pin = self.device.type == "cuda"
+        self.host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=pin).copy_(t.detach())
+                     for t in self.tensors]
+        self.parked = False
+
+    @classmethod
+    def of(cls, module: nn.Module, device: torch.device | str) -> "ParkedWeights":
+        """The module's one ``ParkedWeights`` for ``device``: sessions sharing a module (DiT
+        tiles, streams of one engine) share its host copy instead of pinning one each."""
+        found = module.__dict__.get("_parked_weights")
+        if found is None or found.device != torch.device(device):
+            found = cls(module, device)
+            module.__dict__["_parked_weights"] = found
+        return found
+
+    @property
+    def nbytes(self) -> int:
+        return sum(h.numel() * h.element_size() for h in self.host)
+
+    def park(self) -> None:
+        if not self.parked:
+            _bind(self.tensors, self.host)
+            self.parked = True
+
+    def unpark(self) -> None:
+        if self.parked:
+            _bind(self.tensors, [h.to(self.device, non_blocking=True, copy=True) for h in self.host])
+            self.parked = False

@@ -100,10 +100,15 @@ class Options:
     tile_size: int | None = _f(None, "spatial DiT tile size in input pixels (default: no tiling "
                                "unless memory needs it)", "memory")
     tile_overlap: int | None = _f(None, "overlap of DiT tiles in input pixels", "memory")
-    tiled_vae: bool = _f(False, "decode (and encode) the VAE in spatial tiles", "memory")
-    vae_tile_size: int | None = _f(None, "VAE tile size in output pixels", "memory")
-    vae_tile_overlap: int | None = _f(None, "VAE tile overlap in output pixels", "memory")
-    unload_dit: bool = _f(False, "move the DiT off the GPU before decoding", "memory")
+    tiled_vae: bool = _f(False, "decode (and encode) the VAE in overlapping spatial tiles, "
+                         "blended (SeedVR2; FlashVSR --variant full)", "memory")
+    vae_tile_size: int | None = _f(None, "VAE tile size in output pixels (default 512)", "memory")
+    vae_tile_overlap: int | None = _f(None, "VAE tile overlap in output pixels (default 64)",
+                                      "memory")
+    unload_dit: bool = _f(False, "FlashVSR: keep the DiT's weights in host memory while the "
+                          "decoder runs; costs one host-to-GPU copy of them (~2.8 GB in bf16) "
+                          "per 8 output frames and as much pinned host memory; no effect on CPU",
+                          "memory")
     vram_budget: str = _f("auto", "GPU memory the plan may use: auto or e.g. 24GiB", "memory")
     offload_blocks: str = _f("0", "transformer blocks kept on the host and streamed in: N or auto",
                              "memory")

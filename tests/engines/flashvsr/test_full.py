@@ -104,3 +104,86 @@ def test_decoder_options_of_another_variant_fail_clearly(tmp_path, flags):
     r = cli("upscale", src, "--model", MODEL, "--device", "cpu", *flags, timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("vsrkit: error:"), r.stderr
     assert r.stderr.count("\n") == 1
+
+
+def run_session(weights, frames, opts, plan_details=None):
+    """All frames through one engine session, pushed 7 at a time; (n, H, W, 3) float."""
+    from dataclasses import replace
+
+    from vsrkit.engines import create
+    from vsrkit.frames import StreamSpec
+
+    eng = create(opts)
+    n, h, w, _ = frames.shape
+    spec = StreamSpec(width=w, height=h, frame_rate=Fraction(30), time_base=Fraction(1, 30),
+                      frames=n)
+    plan = eng.plan(spec, opts)
+    if plan_details:
+        plan = replace(plan, details={**plan.details, **plan_details})
+    s = eng.open(plan)
+    outs = [o for i in range(0, n, 7) for o in s.push(frames[i:i + 7])] + list(s.flush())
+    s.close()
+    return plan, s, torch.cat(outs)
+
+
+def test_tiled_vae_same_frames_close_values(weights):
+    """A 256x128 canvas (32x16 latents) in 128 px tiles overlapping by 64: 3 tiles, each with its
+    own causal state, over two steps. Frame count equal; values close (the tiny random VAE's
+    attention is not local as a trained one's is; measured max 0.23, mean 0.011 on a 3x3 grid;
+    test_wan_vae checks that a tile's interior is exact)."""
+    g = torch.Generator().manual_seed(5)
+    frames = torch.randint(0, 256, (29, 32, 60, 3), generator=g, dtype=torch.uint8)
+    opts = vsrkit.Options(model=MODEL, variant="full", weights=str(weights), device="cpu")
+    _, _, whole = run_session(weights, frames, opts)
+    plan, _, tiled = run_session(weights, frames, opts.replace(tiled_vae=True, vae_tile_size=128,
+                                                               vae_tile_overlap=64))
+    assert plan.details["vae_tiles"] == (128, 64) and any("tiles" in n for n in plan.notes)
+    assert whole.shape == tiled.shape == (29, 128, 240, 3)
+    d = (whole - tiled).abs()
+    assert d.mean() < 0.03 and d.max() < 0.5, (d.max(), d.mean())
+
+
+def test_unload_dit_same_output_dit_on_host_while_decoding(weights):
+    """The parking runs on CPU too when the plan asks for it (the engine plans it off there):
+    while the VAE decodes, every DiT weight points at the host copy; the frames are identical."""
+    g = torch.Generator().manual_seed(6)
+    frames = torch.randint(0, 256, (29, 32, 32, 3), generator=g, dtype=torch.uint8)
+    opts = vsrkit.Options(model=MODEL, variant="full", weights=str(weights), device="cpu")
+    plan, _, ref = run_session(weights, frames, opts)
+    assert plan.details["unload_dit"] is False  # nothing to gain on CPU
+    from vsrkit.engines.flashvsr import FlashVSRSession
+
+    seen = []
+    decode = FlashVSRSession._run_step
+
+    def spy(self):
+        if self.parked is not None and not seen:
+            host = {h.data_ptr() for h in self.parked.host}
+            inner = self.decoder.decode
+
+            def check(latents, lq):
+                seen.append(all(p.data_ptr() in host for p in self.dit.parameters()))
+                return inner(latents, lq)
+
+            self.decoder.decode = check
+        return decode(self)
+
+    FlashVSRSession._run_step = spy
+    try:
+        _, s, out = run_session(weights, frames, opts, {"unload_dit": True})
+    finally:
+        FlashVSRSession._run_step = decode
+    assert seen and all(seen) and len(seen) == 2  # step 0 and step 1 decoded with the DiT parked
+    assert s.parked is None and torch.equal(out, ref)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_unload_dit_on_cuda_identical_and_frees_the_gpu(weights):
+    g = torch.Generator().manual_seed(7)
+    frames = torch.randint(0, 256, (30, 32, 48, 3), generator=g, dtype=torch.uint8)
+    opts = vsrkit.Options(model=MODEL, variant="full", weights=str(weights), device="cuda")
+    _, _, ref = run_session(weights, frames, opts)
+    plan, s, out = run_session(weights, frames, opts.replace(unload_dit=True))
+    assert plan.details["unload_dit"] is True
+    assert torch.equal(out, ref)
+    assert all(p.device.type == "cuda" for p in s.dit.parameters())  # back after close()

@@ -6,7 +6,8 @@ wan_video_vae.py, OpenImagingLab/FlashVSR at 914dcd4), run on CPU in float32 wit
 script does, ``scale = [mean, 1/std]`` of ``WanVideoVAE``, 6 latents (FlashVSR's first step) of
 ``randn((1, 16, 6, 3, 4), Generator().manual_seed(11))``, output clamped as ``single_decode``.
 Stored: latents, the 21 frames (float32) and a digest of the weights. vsrkit's stream matched it
-bit for bit in every chunking below. The official code and its harness are not in this repository.
+bit for bit in every chunking below
+with torch's conv3d (the CPU path now stacks taps into a 2D conv: within 5e-6). The official code and its harness are not in this repository.
 """
 
 import hashlib
@@ -45,6 +46,8 @@ def test_full_size_keys_and_shapes_match_manifest():
 
 @pytest.mark.parametrize("chunks", [[6], [1] * 6, [1, 3, 2], [2, 4]])
 def test_stream_matches_official_decode(chunks):
+    """On the CPU the causal convs run as 2D convs over stacked taps (ops.conv), equal to the
+    official conv3d up to summation order (max 5e-6 seen); with conv3d it was bit for bit."""
     g = np.load(GOLDEN)
     sd = make_tiny_wan_vae(seed=0, dim=8)
     assert str(g["weights_digest"]) == digest(sd), \
@@ -58,7 +61,7 @@ def test_stream_matches_official_decode(chunks):
     out = torch.cat(outs, 2)[0]
     assert out.shape == ref.shape == (3, 21, 24, 32)
     assert 0.01 < (ref.abs() == 1).float().mean() < 0.2  # clamped somewhere, not everywhere
-    assert torch.allclose(out, ref, atol=1e-6, rtol=0), (out - ref).abs().max()
+    assert torch.allclose(out, ref, atol=2e-5, rtol=0), (out - ref).abs().max()
 
 
 @pytest.mark.parametrize("cfg", [WanVAEConfig(dim=4, dim_mult=(1, 2, 2), num_res_blocks=1,

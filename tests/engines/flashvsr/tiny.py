@@ -7,7 +7,7 @@ import torch
 
 def make_tiny_flashvsr(folder, seed: int = 0, dim: int = 256, layers: int = 2,
                        vae: bool = False) -> Path:
-    """The files of tiny and tiny-long; with ``vae`` also full's ``Wan2.1_VAE.pth`` (width 8)."""
+    """The files of tiny and tiny-long; with ``vae`` also full's ``Wan2.1_VAE.pth`` (width 4)."""
     from safetensors.torch import save_file
 
     from vsrkit.engines.flashvsr.dit import DiTConfig, WanDiT
@@ -39,7 +39,7 @@ def make_tiny_flashvsr(folder, seed: int = 0, dim: int = 256, layers: int = 2,
     torch.save(rand(TCDecoder([64, 32, 16, 16])), folder / "TCDecoder.ckpt")
     torch.save(torch.randn(1, 16, 64, generator=g), folder / "posi_prompt.pth")
     if vae:
-        torch.save(make_tiny_wan_vae(seed, dim=8), folder / "Wan2.1_VAE.pth")
+        torch.save(make_tiny_wan_vae(seed, dim=4), folder / "Wan2.1_VAE.pth")
     return folder
 
 

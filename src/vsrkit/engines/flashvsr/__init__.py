@@ -24,7 +24,7 @@ from ...devices import pick_device, pick_dtype
 from ...errors import WeightsError
 from ...estimate import flashvsr as estimate
 from ...noise import latent_noise
-from ...offload import move_tensors
+from ...offload import ParkedWeights, move_tensors
 from ...plan import output_size
 from ...tiling import pad_to_multiple
 from ...ops.color import METHODS as COLOR_METHODS
@@ -240,6 +240,9 @@ class FlashVSRSession(EngineSession):
         self.decoder: FrameDecoder = (VAEStream(decoder, plan.details.get("vae_tiles"))
                                       if isinstance(decoder, WanVAE) else decoder)
         self.decoder.reset()
+        # --unload-dit: the DiT's weights wait in host memory while the decoder runs
+        # (with DiT tiles, each tile's step copies it in again: N copies per step for N tiles)
+        self.parked = ParkedWeights.of(self.dit, device) if plan.details.get("unload_dit") else None
         self.plan, self.device, self.dtype = plan, device, dtype
         d = plan.details
         (self.H, self.W), (self.Hp, self.Wp) = plan.in_size, d["canvas"]
@@ -302,8 +305,12 @@ class FlashVSRSession(EngineSession):
                              device=self.device, dtype=self.dtype)
         noise = noise[..., y // 8:(y + self.Hp) // 8, x // 8:(x + self.Wp) // 8]
         noise = noise.transpose(0, 1)  # (T, C, h, w) -> (C, T, h, w)
+        if self.parked is not None:
+            self.parked.unpark()
         v = self.dit(noise, lq_tokens, self.t, self.t_mod, torch.tensor(lat), self.caches,
                      self.ctx_kv, self.topk, self.kv_len, self.local)
+        if self.parked is not None:
+            self.parked.park()
         x0 = (noise - v).transpose(0, 1)  # (T, 16, h, w)
         # this step's frames: [0, 21) at step 0, then [8k + 13, 8k + 21)
         first, last = (0, FIRST_STEP_OUT) if k == 0 else (8 * k + 13, 8 * k + 13 + STEP)
@@ -370,6 +377,9 @@ class FlashVSRSession(EngineSession):
     def close(self) -> None:
         self.lq_frames.clear()
         self.caches = [None] * len(self.dit.blocks)
+        if self.parked is not None:  # the engine's next stream finds its DiT where it was
+            self.parked.unpark()
+            self.parked = None
 
     def move_state(self, device) -> None:
         """The stream's state to ``device``: the KV caches, the LQ frames later steps read, the

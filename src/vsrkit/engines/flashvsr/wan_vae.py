@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ...errors import WeightsError
 from ... import tiling
+from ...ops.conv import conv3d_as_conv2d
 
 # Per-channel latent statistics of Wan2.1 (diffsynth/models/wan_video_vae.py, WanVideoVAE)
 MEAN = (-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
@@ -107,7 +108,10 @@ class CausalConv3d(nn.Conv3d):
             if past is not None:
                 x = torch.cat([past, x], 2)  # (B, C, past + t, H, W)
                 pad[4] -= past.shape[2]
-        return super().forward(F.pad(x, pad))
+        x = F.pad(x, pad)
+        if x.device.type == "cpu" and x.shape[0] == 1 and self.kernel_size[0] > 1:
+            return conv3d_as_conv2d(x, self.weight, self.bias, self.stride)
+        return super().forward(x)
 
 
 class RMSNorm(nn.Module):

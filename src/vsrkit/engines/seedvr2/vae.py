@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ... import tiling
+from ...ops.conv import conv3d_as_conv2d
 from .config import VAEConfig
 
 
@@ -48,19 +49,9 @@ class CausalConv3d(nn.Conv3d):
             if stream is not None:  # the frames the next chunk's first window needs
                 stream.memory[id(self)] = x[:, :, x.shape[2] - (kt - st):]
         if x.device.type == "cpu" and kt > 1 and x.shape[0] == 1:
-            return self._as_conv2d(x)
+            # about 3x faster than PyTorch's CPU conv3d (same result up to summation order)
+            return conv3d_as_conv2d(x, self.weight, self.bias, self.stride, self.padding)
         return super().forward(x)
-
-    def _as_conv2d(self, x: torch.Tensor) -> torch.Tensor:
-        """The same conv as one 2D conv over frames with the kt taps stacked on channels: about
-        3x faster than PyTorch's CPU conv3d (same result up to float summation order)."""
-        kt, st = self.kernel_size[0], self.stride[0]
-        xs = x[0].transpose(0, 1)  # (T, C, H, W)
-        t_out = (xs.shape[0] - kt) // st + 1
-        taps = torch.cat([xs[k:k + st * (t_out - 1) + 1:st] for k in range(kt)], dim=1)
-        w = self.weight.transpose(1, 2).reshape(self.out_channels, -1, *self.kernel_size[1:])
-        y = F.conv2d(taps, w, self.bias, stride=self.stride[1:], padding=self.padding[1:])
-        return y.transpose(0, 1)[None]
 
 
 def frame_norm(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
