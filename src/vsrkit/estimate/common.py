@@ -28,10 +28,13 @@ FP8_SCALE_BYTES = 4  # one float32 scale per output channel of an FP8 linear (qu
 # - "conv2d": the LQ projector and the TCDecoder (cuDNN, frame by frame).
 # - "dit_windows": SeedVR2's DiT (windowed SDPA attention, gathers, fp32 RoPE): 3B, 21
 #   frames at 1088x1920 in 1.11 s.
-# - "conv3d": causal 3D-conv VAEs (SeedVR2's, the Wan2.1 decoder): SeedVR2's tiled encode +
-#   decode at 1088x1920, 21 frames, 10.26 s (encode alone runs ~12 % slower than this rate,
-#   decode ~6 % faster).
-H100_RATES = {"dit_sparse": 228e12, "conv2d": 276e12, "dit_windows": 236e12, "conv3d": 264e12}
+# - "conv3d": SeedVR2's causal 3D-conv VAE: its tiled encode + decode at 1088x1920, 21 frames,
+#   10.26 s (encode alone runs ~12 % slower than this rate, decode ~6 % faster).
+# - "conv3d_stream": the Wan2.1 decoder of FlashVSR Full, streamed one latent (4 frames) at a
+#   time: small time extents and a cache concatenated per conv, 0.64x SeedVR2's rate; fitted
+#   to Full at 1408x768 (0.0833 s/frame, of which the DiT and LQ projector as in Tiny).
+H100_RATES = {"dit_sparse": 228e12, "conv2d": 276e12, "dit_windows": 236e12, "conv3d": 264e12,
+              "conv3d_stream": 169e12}
 # Other devices: the H100's rates scaled by dense bf16 peak (TFLOP/s) relative to the H100's
 # 989. A rough guide; the memory prediction does not depend on it.
 BF16_PEAK = {"H200": 989, "H100": 989, "GH200": 989, "B200": 2250, "A100": 312, "A800": 312,

@@ -18,8 +18,9 @@ the KV cache is 2 latent frames, ``g = 2 hw`` tokens. What is live (bytes, ``b``
   (one group, plus one block's concatenated K/V), or the decoder on one step's latents.
 
 The per-token and per-pixel coefficients below were read off the code's own tensors, at full
-size on the meta device (bench/live_bytes.py); tests/estimate/test_flashvsr.py re-checks them
-against the code at a small size, so a change in the engine that moves memory fails there.
+size on the meta device (bench/live_bytes.py); summed, they give the peak the meta run of a
+whole stream gives (Tiny 1408x768 / 1920x1280 / 1920x1152 canvas: 11.92 / 22.84 / 20.88 GiB
+predicted, 11.98 / 22.96 / 20.97 GiB traced; Full 1408x768 before its cuDNN term: 19.51 / 19.45).
 """
 
 from __future__ import annotations
@@ -46,10 +47,12 @@ HELD_PER_PX_BF16 = 480
 # stream (2 time steps of every conv's input) and the transient of one 2-latent step.
 WAN_STATE_PER_PX, WAN_STEP_PER_PX = 4730, 5026
 WAN_FLOPS_PER_PX = 8.45e6  # per output pixel and frame (FlopCounterMode on meta, dim 96)
-# GPU only: cuDNN's workspace and layout copies of the decoder's full-resolution convolutions
-# (NCHW bf16), which max_memory_allocated sees and the meta run does not; per canvas pixel,
-# fitted to the three H100 Tiny measurements (1.56, 3.30, 4.51 GiB over the meta peak).
-CONV_WORKSPACE_PER_PX = 1718
+# GPU only: the Wan decoder's 3-D convolutions run NCDHW bf16 through cuDNN, whose workspace
+# max_memory_allocated sees and the meta run does not: per decoded canvas pixel of a tile, the
+# H100's measured decoder phase of Full at 1408x768 (22.07 GiB after the bench's held outputs)
+# over the tensors (19.45 GiB, meta). The TCDecoder needs no such term since it runs in
+# channels_last: Tiny's measured peak at 1408x768 equals its tensors (12.00 vs 11.98 GiB).
+WAN_WORKSPACE_PER_PX = 2600
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,7 @@ def flops_per_frame(s: FlashVSRShapes, canvas: tuple[int, int], variant: str, sp
     out = {"dit_sparse": per_token * tokens, "conv2d": lq}
     px = hp * wp
     if variant == "full":
-        out["conv3d"] = WAN_FLOPS_PER_PX * (s.vae_dim / 96) ** 2 * px
+        out["conv3d_stream"] = WAN_FLOPS_PER_PX * (s.vae_dim / 96) ** 2 * px
     else:
         c0, c1, c2, c3 = s.tc
         a0 = px / 64  # per latent (4 frames): stage 0 once, 1 frame at 1/16, 2 at 1/4, 4 at 1
@@ -218,10 +221,10 @@ def estimate(s: FlashVSRShapes, canvas: tuple[int, int], *, dtype: str = "bf16",
             t = vae_tiles[0]
             tile_px = min(t, hp) * min(t, wp)
         state, dec_step = wan_bytes(s, px, tile_px, b, bool(vae_tiles))
-        workspace = CONV_WORKSPACE_PER_PX * tile_px * (s.vae_dim / 96) if gpu else 0
+        workspace = WAN_WORKSPACE_PER_PX * tile_px * (s.vae_dim / 96) if gpu else 0
     else:
         state, dec_step = tc_bytes(s, px, b, STEP_LATENTS)
-        workspace = CONV_WORKSPACE_PER_PX * px * s.tc[3] // 128 if gpu else 0
+        workspace = 0
     kv_group = 2 * g * D * b  # K and V of one temporal group, one block
     kv0 = layers * min(STEP0_GROUPS, G + 1) * kv_group
     kv = layers * (G + 1) * kv_group

@@ -28,7 +28,16 @@ DEC_PER_PX_BF16 = 33362  # decode, per output pixel of a tile
 ENC_FLOPS_PER_PX = 9.08e6  # per pixel and frame (FlopCounterMode on meta, published widths)
 DEC_FLOPS_PER_PX = 23.8e6
 ACT_FLOAT32 = 8.0  # bytes per (token x D) of the DiT block: float32 RoPE/norm temporaries
-ACT_PER_DTYPE_BYTE = 14.65  # ... and the dtype's: measured 37.3 at bf16 (3B, 1088x1920)
+# ... and the dtype's: 78.6 at bf16 (3B, 1088x1920, 48960 tokens: 9.18 GiB on meta), the
+# windows gathered with their text copies by the varlen dispatch and the SwiGLU hidden
+ACT_PER_DTYPE_BYTE = 35.3
+# GPU only: cuDNN's workspace of the VAE's 3x3x3 convolutions (bf16, NCDHW, no autotuning:
+# the algorithm its heuristics pick on the H100 unfolds the input, 27 taps x the input's
+# bytes). The largest input is the full-resolution stage (channels[0]) of one time chunk (4
+# frames) plus its 2-frame causal cache: 10.1 GiB for a 512x512 tile, where the H100's encode
+# and decode phases measured 9.1 and 9.9 GiB over their tensors (1920x1080, 21 frames).
+CONV3D_TAPS = 27
+CAUSAL_CACHE_FRAMES = 2
 TEXT_TOKENS = 58  # rows of pos_emb.pt
 
 
@@ -125,10 +134,12 @@ def window_tokens(c, grid: tuple[int, int, int]) -> int:
 def estimate(s: SeedVR2Shapes, canvas: tuple[int, int], out_size: tuple[int, int] | None = None, *,
              batch_frames: int = 33, temporal_overlap: int = 4, dtype: str = "bf16",
              vae_tiles: tuple[int, int] | None = None, offload_blocks: int = 0,
-             weights_dtype: str | None = None, rates: dict[str, float] = H100_RATES) -> Estimate:
+             weights_dtype: str | None = None, gpu: bool = True,
+             rates: dict[str, float] = H100_RATES) -> Estimate:
     """Peak GPU bytes, pinned host bytes and seconds per output frame of SeedVR2 on a canvas
     ``(Hc, Wc)`` (multiples of 16), batches of ``batch_frames`` overlapping by
-    ``temporal_overlap``; ``vae_tiles`` = (tile, overlap) in output pixels."""
+    ``temporal_overlap``; ``vae_tiles`` = (tile, overlap) in output pixels. ``gpu=False``
+    leaves out cuDNN's workspace (a CPU run's memory is host memory)."""
     c, v = s.dit, s.vae
     b = DTYPE_BYTES[dtype]
     hc, wc = canvas
@@ -153,13 +164,18 @@ def estimate(s: SeedVR2Shapes, canvas: tuple[int, int], out_size: tuple[int, int
     act = (ACT_FLOAT32 + ACT_PER_DTYPE_BYTE * b) * tokens * c.vid_dim
     accum = (4 * 3 * T * px + 4 * px) if vae_tiles else b * 3 * T * px
     base = weights + txt + inputs
+    frames = min(v.temporal_factor, T) + CAUSAL_CACHE_FRAMES  # one chunk and its cache
+    workspace = CONV3D_TAPS * v.channels[0] * frames * tile_px * b if gpu else 0
     phases = {
-        "VAE encode": base + int(ENC_PER_PX_BF16 * width * tile_px),
+        "VAE encode": base + int(ENC_PER_PX_BF16 * width * tile_px) + workspace,
         "DiT": base + latents + int(act),
-        "VAE decode": base + latents + accum + int(DEC_PER_PX_BF16 * width * tile_px),
+        "VAE decode": base + latents + accum + int(DEC_PER_PX_BF16 * width * tile_px) + workspace,
     }
     phase = max(phases, key=phases.get)
-    parts = {"weights": weights, "inputs": inputs, "step": phases[phase] - base}
+    held_ws = workspace if phase != "DiT" else 0
+    parts = {"weights": weights, "inputs": inputs, "step": phases[phase] - base - held_ws}
+    if held_ws:
+        parts["cuDNN workspace"] = held_ws
     # time: one batch yields (batch - overlap) new frames
     area = sum(b - a for a, b in hs) * sum(b - a for a, b in ws)
     w2 = (v.channels[0] / 128) ** 2
@@ -185,5 +201,6 @@ def fill(plan, shapes: SeedVR2Shapes) -> None:
     est = estimate(shapes, tuple(d["canvas"]), tuple(plan.out_size),
                    batch_frames=d["batch_frames"], temporal_overlap=d["temporal_overlap"],
                    dtype=plan.dtype, vae_tiles=d.get("vae_tiles"), offload_blocks=n_off,
-                   weights_dtype=wdt, rates=device_rates(plan.device))
+                   weights_dtype=wdt, gpu=plan.device.startswith("cuda"),
+                   rates=device_rates(plan.device))
     apply(plan, est)
