@@ -168,7 +168,7 @@ def main() -> None:
     res = {}
     stop_ray = None
     if args.warmup_frames:
-        # compile caches (FlexAttention, cuDNN plans) persist on disk: fill them on every GPU
+        # compile caches (FlexAttention's Triton kernels) persist on disk: fill them on every GPU
         # first, or the first timed run would pay for the later ones
         t_w = time.perf_counter()
         # one segment per GPU, the later ones with warm-up context: the shapes of the timed runs

@@ -27,11 +27,9 @@ import os
 import shutil
 import threading
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
-import av
 
 from .. import engines
 from ..errors import Interrupted, OutputError, UsageError, VsrkitError
