@@ -276,3 +276,22 @@ def test_trimmed_range_starts_at_zero_like_an_unbroken_run(tmp_path):
     assert len(b) == 45 and b[0][1] == 0
     assert [p for _, p in a] == [p for _, p in b]
     assert audio_hashes(out) == audio_hashes(ref)
+
+
+def test_ctrl_c_while_workers_start(clip, tmp_path):
+    """Ctrl-C before the workers have even imported torch: still one line, exit 130, no
+    traceback from a worker."""
+    out = tmp_path / "o.mkv"
+    p = subprocess.Popen([*VSRKIT, "upscale", str(clip), "-o", str(out), "--model", "lanczos",
+                          "--devices", "cpu,cpu"], stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(children(p.pid)) < 2 and p.poll() is None:
+        time.sleep(0.01)
+    workers = children(p.pid)
+    assert len(workers) == 2
+    os.killpg(p.pid, signal.SIGINT)
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert gone(workers, within=15)

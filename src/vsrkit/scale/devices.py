@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import time
 
 from ..errors import ResourceError, UsageError, VsrkitError
@@ -51,6 +52,22 @@ def _cpu_threads(devices: list[str]) -> int | None:
     return max(1, (os.cpu_count() or 1) // n) if n else None
 
 
+def _start_ignoring_sigint(procs) -> None:
+    """Start the workers with SIGINT ignored from their first instruction: a terminal's Ctrl-C
+    reaches the whole process group, and a worker still importing would die of it with a
+    traceback. (An ignored signal stays ignored across exec, and Python then leaves it so.)"""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: its signals are not ours to change
+        previous = None
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 def run_on_devices(job, todo, folder, devices: list[str], tracker, cancel) -> None:
     """Make ``todo`` on ``devices``; returns when all are made or the run stopped (``cancel``);
     raises a worker's error after stopping the others (finished segments stay done)."""
@@ -68,8 +85,7 @@ def run_on_devices(job, todo, folder, devices: list[str], tracker, cancel) -> No
                          args=(w, dev, job, str(folder), tasks, results, stop, os.getpid(),
                                threads if dev == "cpu" else None))
              for w, dev in enumerate(devices)]
-    for p in procs:
-        p.start()
+    _start_ignoring_sigint(procs)
     alive = set(range(len(procs)))
     current: dict[int, int] = {}  # worker -> segment index it reported on
     dead_since: dict[int, float] = {}
