@@ -82,6 +82,25 @@ def frame_hashes(path: Path) -> list[str]:
                 for f in c.decode(video=0)]
 
 
+def compare(ref: list[str], ref_path: Path, out: Path, segs) -> None:
+    """Identical outputs? With an intra-only codec (FFV1) packet k is frame k, so differing
+    frames are counted per segment without decoding: all of one segment differing points at
+    the process layout (which worker made it, after what), scattered frames at run-to-run
+    nondeterminism."""
+    got = packet_hashes(out)
+    if got == ref:
+        print(f"  frames identical: True ({len(ref)} identical packets)")
+        return
+    if len(got) == len(ref):
+        diff = [k for k, (a, b) in enumerate(zip(ref, got)) if a != b]
+        per_seg = [sum(s.keep_start <= k < s.stop for k in diff) for s in segs]
+        print(f"  packets differ: {len(diff)} of {len(ref)} (first at frame {diff[0]}); per "
+              f"segment {per_seg} of {[s.kept for s in segs]}")
+    a, b = frame_hashes(ref_path), frame_hashes(out)  # inter-frame codecs: compare pixels
+    print(f"  frames identical: {a == b} ({len(a)} vs {len(b)} frames, "
+          f"{sum(x != y for x, y in zip(a, b))} differ)")
+
+
 def timed_run(clip: Path, out: Path, **opts) -> tuple[float, float, str]:
     """(wall seconds, steady seconds, plan line) of one vsrkit.upscale call."""
     import vsrkit
@@ -120,6 +139,8 @@ def main() -> None:
                     help="default: the planner's cut (the same for 1 and 2 GPUs at 900 frames)")
     ap.add_argument("--codec", default="ffv1")
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--repeat", action="store_true",
+                    help="make the 1-GPU run twice and compare (run-to-run determinism)")
     ap.add_argument("--warmup-frames", type=int, default=64,
                     help="an untimed run first, to fill compile caches on every GPU (0: none)")
     ap.add_argument("--workdir", default=None)
@@ -163,6 +184,8 @@ def main() -> None:
                   segment_frames=seg)
     one, all_ = ("cpu", "cpu,cpu") if args.smoke else ("cuda:0", "all")
     runs = [("1 GPU", 1, dict(devices=one)), (f"{n_gpu} GPUs", n_gpu, dict(devices=all_))]
+    if args.repeat:  # the single-GPU run again: is one layout even deterministic run to run?
+        runs.insert(1, ("1 GPU again", 1, dict(devices=one)))
     if not args.no_ray:
         runs.append((f"Ray, {n_gpu} actors", n_gpu, dict(ray="auto")))
     res = {}
@@ -198,18 +221,15 @@ def main() -> None:
     _, w1, s1, o1 = res["1 GPU"]
     ref = packet_hashes(o1)
     for label, (k, wall, steady, out) in res.items():
+        if label == "1 GPU":
+            continue
         if k == 1:
+            print(f"{label}: {args.frames / wall:.2f} FPS wall")
+            compare(ref, o1, out, segs)
             continue
         st = f", {s1 / (k * steady):.3f} steady" if steady else ""
         print(f"{label}: scaling efficiency {w1 / (k * wall):.3f} wall{st}")
-        same = packet_hashes(out) == ref
-        if not same:  # packets may differ with identical frames only for inter-frame codecs
-            a, b = frame_hashes(o1), frame_hashes(out)
-            same = a == b
-            print(f"  frames identical: {same} ({len(a)} vs {len(b)} frames, "
-                  f"{sum(x != y for x, y in zip(a, b))} differ)")
-        else:
-            print(f"  frames identical: True ({len(ref)} identical packets)")
+        compare(ref, o1, out, segs)
     print(f"total {time.perf_counter() - t:.0f} s")
 
 

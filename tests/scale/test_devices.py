@@ -295,3 +295,24 @@ def test_ctrl_c_while_workers_start(clip, tmp_path):
     assert p.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert gone(workers, within=15)
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_10bit_output_from_a_cuda_worker_keeps_its_depth(tmp_path):
+    """CUDA outputs are quantized on the GPU to the writer's depth: a segment worker's writer
+    must say 16 bits for a 10-bit output, or the frames arrive as 8-bit."""
+    clip = make_video(tmp_path / "c.mkv", frames=24, size=(64, 48), codec="libx265",
+                      pix_fmt="yuv420p10le")
+    ref, out = tmp_path / "ref.mkv", tmp_path / "out.mkv"
+    vsrkit.upscale(clip, ref, model="lanczos", scale=2, codec="ffv1", device="cuda:0")
+    vsrkit.upscale(clip, out, model="lanczos", scale=2, codec="ffv1", devices="cuda:0",
+                   segment_frames=8)
+
+    def frames16(p):
+        with av.open(str(p)) as c:
+            return [f.to_ndarray(format="rgb48le") for f in c.decode(video=0)]
+
+    a, b = frames16(ref), frames16(out)
+    assert len(a) == len(b) == 24
+    assert all((x == y).all() for x, y in zip(a, b))
+    assert any((x % 257 != 0).any() for x in b)  # not 8-bit values scaled up

@@ -189,6 +189,11 @@ class SegmentWriter:
         self.pts: list[tuple[int, int | None]] = []
         self.on_kept: Callable[[int], None] | None = None
 
+    @property
+    def bits(self) -> int:
+        """The output's depth: the pipeline quantizes CUDA frames to it before they reach us."""
+        return self.sink.bits
+
     def write(self, frames, infos) -> None:
         keep = []
         for i, info in enumerate(infos):
