@@ -52,20 +52,19 @@ def _cpu_threads(devices: list[str]) -> int | None:
     return max(1, (os.cpu_count() or 1) // n) if n else None
 
 
-def _start_ignoring_sigint(procs) -> None:
-    """Start the workers with SIGINT ignored from their first instruction: a terminal's Ctrl-C
+def _start_with_sigint_blocked(procs) -> None:
+    """Start the workers with SIGINT blocked from their first instruction: a terminal's Ctrl-C
     reaches the whole process group, and a worker still importing would die of it with a
-    traceback. (An ignored signal stays ignored across exec, and Python then leaves it so.)"""
-    try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread: its signals are not ours to change
-        previous = None
+    traceback. A blocked signal stays blocked across fork and exec; the worker ignores SIGINT
+    and then unblocks it, which discards one that arrived meanwhile. The parent only blocks,
+    never ignores: a Ctrl-C that lands while the workers start stays pending here and is
+    delivered when the mask is restored (ignoring it, as before, lost the user's Ctrl-C)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         for p in procs:
             p.start()
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def run_on_devices(job, todo, folder, devices: list[str], tracker, cancel) -> None:
@@ -85,7 +84,7 @@ def run_on_devices(job, todo, folder, devices: list[str], tracker, cancel) -> No
                          args=(w, dev, job, str(folder), tasks, results, stop, os.getpid(),
                                threads if dev == "cpu" else None))
              for w, dev in enumerate(devices)]
-    _start_ignoring_sigint(procs)
+    _start_with_sigint_blocked(procs)
     alive = set(range(len(procs)))
     current: dict[int, int] = {}  # worker -> segment index it reported on
     dead_since: dict[int, float] = {}

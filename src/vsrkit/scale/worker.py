@@ -66,8 +66,11 @@ class _StopToken(CancelToken):
 def worker_main(worker: int, device: str, job: Job, folder: str, tasks, results, stop,
                 parent_pid: int, threads: int | None) -> None:
     """Body of a worker process (spawned: a fresh interpreter, its own GIL and CUDA context)."""
-    # Ctrl-C reaches the whole process group; the parent decides and tells us through ``stop``
+    # Ctrl-C reaches the whole process group; the parent decides and tells us through ``stop``.
+    # We start with SIGINT blocked (devices._start_with_sigint_blocked): ignoring it first
+    # discards one that is pending, unblocking after makes the mask ordinary again.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if threads:
         import torch
 
