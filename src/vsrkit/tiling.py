@@ -62,6 +62,12 @@ def balanced_tile(size: int, tile: int, overlap: int, multiple: int = 1) -> int:
     return min(t, tile)
 
 
+def balanced_grid(size: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """``tile_grid`` with the balanced tile length: what SeedVR2's VAE tiles (and the planner's
+    estimate of them) use, so both see the same spans."""
+    return tile_grid(size, balanced_tile(size, tile, overlap, multiple), overlap, multiple)
+
+
 def blend_ramp(length: int, before: int, after: int) -> list[float]:
     """1-D weights of a tile: linear ramps over the overlap with the previous (``before``) and
     next (``after``) tile, 1 elsewhere. Ramps run from 1/(n+1) to n/(n+1): never 0, so a pixel

@@ -93,7 +93,9 @@ H100 = {
     ("tiny", (1152, 1920)): (22.7, 93, 0.0647),  # bench/flashvsr_speed.py (peak), planner.py (s)
     ("full", (768, 1408)): (23.19, 93, 0.0833),  # planner.py, 101 frames
 }
-SEEDVR2_H100 = (26.55, 0.5537)  # planner.py: 3B, 1920x1080, 21 frames, 512-px VAE tiles
+# planner.py on main at 949ec2b (same H100): 3B, 1920x1080, 21 frames, the VAE in 512-px
+# tiles balanced to the canvas (3 x 5 tiles of 408x440), no cuDNN autotuning
+SEEDVR2_H100 = (15.31, 0.409)
 
 
 def test_benchmark_shapes_against_the_h100():
@@ -153,3 +155,32 @@ def test_flashvsr_dit_tiles_one_step_at_a_time_every_state_kept(h, w, tile):
     assert parked.est_gpu_bytes == one.gpu_bytes + canvas
     assert parked.est_host_bytes == one.host_bytes + n * state
     assert parked.est_seconds_per_frame > one.seconds_per_frame * n
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(4, 40), st.integers(4, 40), st.sampled_from([(64, 16), (96, 32), (128, 8)]))
+def test_seedvr2_estimate_tiles_as_the_vae_does(h, w, tiles):
+    """The estimate's VAE tiles are the engine's: the encoder's tiles of the pixel canvas and
+    the decoder's of the latent, recorded from ``VideoVAE.tiled`` itself."""
+    import torch
+
+    from vsrkit.engines.seedvr2.vae import VideoVAE
+
+    canvas, f = (16 * h, 16 * w), 8
+    enc, dec = es.vae_tile_spans(canvas, tiles, f)
+    for x, factor, tile, ov, mult, want in (
+            (torch.zeros(1, 1, 1, *canvas), 1 / f, tiles[0], tiles[1], f, enc),
+            (torch.zeros(1, 1, 1, canvas[0] // f, canvas[1] // f), f, tiles[0] // f,
+             tiles[1] // f, 1, dec)):
+        seen = []
+
+        def fn(t, seen=seen, factor=factor):
+            seen.append(tuple(t.shape[-2:]))
+            size = [max(1, round(n * factor)) for n in t.shape[-2:]]
+            return torch.zeros(*t.shape[:-2], *size)
+
+        VideoVAE.tiled(None, fn, x, factor, tile, ov, mult)
+        scale = 1 if factor < 1 else f
+        assert sorted(set(seen)) == sorted({((b - a) // scale, (d - c) // scale)
+                                            for a, b in want[0] for c, d in want[1]})
+        assert len(seen) == len(want[0]) * len(want[1])

@@ -31,13 +31,14 @@ ACT_FLOAT32 = 8.0  # bytes per (token x D) of the DiT block: float32 RoPE/norm t
 # ... and the dtype's: 78.6 at bf16 (3B, 1088x1920, 48960 tokens: 9.18 GiB on meta), the
 # windows gathered with their text copies by the varlen dispatch and the SwiGLU hidden
 ACT_PER_DTYPE_BYTE = 35.3
-# GPU only: cuDNN's workspace of the VAE's 3x3x3 convolutions (bf16, NCDHW, no autotuning:
-# the algorithm its heuristics pick on the H100 unfolds the input, 27 taps x the input's
-# bytes). The largest input is the full-resolution stage (channels[0]) of one time chunk (4
-# frames) plus its 2-frame causal cache: 10.1 GiB for a 512x512 tile, where the H100's encode
-# and decode phases measured 9.1 and 9.9 GiB over their tensors (1920x1080, 21 frames).
-CONV3D_TAPS = 27
-CAUSAL_CACHE_FRAMES = 2
+# cuDNN's workspace of the VAE's 3x3x3 convolutions is not in the peak: it is opportunistic.
+# Without autotuning PyTorch tries cuDNN's heuristic plans in order and skips one whose
+# workspace cannot be allocated ("Plan failed with an OutOfMemoryError"), so a run that is
+# short of memory takes a plan with less. On the H100 with memory to spare the preferred plan
+# for 512x512 tiles unfolded its input (27 taps x 128 channels x 6 frames x the tile: ~10 GiB
+# seen over the tensors, main at dc1600f); for the balanced 408x440 tiles the engine runs at
+# 1080p (949ec2b) the whole batch peaked at 15.31 GiB, below the tensors' DiT phase alone: no
+# such workspace was taken. What a plan needs is the tensors.
 TEXT_TOKENS = 58  # rows of pos_emb.pt
 
 
@@ -115,11 +116,34 @@ def pad_4n1(n: int) -> int:
 
 
 def tile_spans(size: int, tile: int | None, overlap: int, multiple: int) -> list[tuple[int, int]]:
-    from ..tiling import tile_grid
+    """The spans the engine's VAE tiles over ``size`` (``VideoVAE.tiled``: balanced tiles)."""
+    from ..tiling import balanced_grid
 
     if not tile:
         return [(0, size)]
-    return tile_grid(size, tile, overlap, multiple)
+    return balanced_grid(size, tile, overlap, multiple)
+
+
+def vae_tile_spans(canvas: tuple[int, int], vae_tiles: tuple[int, int] | None, f: int):
+    """``(encode, decode)`` spans, each a pair (rows, columns) in output pixels: the encoder
+    tiles the canvas in pixels on the ``f`` grid, the decoder the latent (tile / f, overlap / f),
+    so their tiles can differ by a few pixels."""
+    tile, ov = vae_tiles or (None, 0)
+    enc = tuple(tile_spans(n, tile, ov, f) for n in canvas)
+    dec = tuple([(a * f, b * f) for a, b in tile_spans(n // f, tile and tile // f, ov // f, 1)]
+                for n in canvas)
+    return enc, dec
+
+
+def largest_tile(spans) -> int:
+    hs, ws = spans
+    return max(b - a for a, b in hs) * max(b - a for a, b in ws)
+
+
+def tiled_area(spans) -> int:
+    """Pixels computed per frame over all tiles (overlaps counted as often as computed)."""
+    hs, ws = spans
+    return sum(b - a for a, b in hs) * sum(b - a for a, b in ws)
 
 
 def window_tokens(c, grid: tuple[int, int, int]) -> int:
@@ -134,12 +158,12 @@ def window_tokens(c, grid: tuple[int, int, int]) -> int:
 def estimate(s: SeedVR2Shapes, canvas: tuple[int, int], out_size: tuple[int, int] | None = None, *,
              batch_frames: int = 33, temporal_overlap: int = 4, dtype: str = "bf16",
              vae_tiles: tuple[int, int] | None = None, offload_blocks: int = 0,
-             weights_dtype: str | None = None, gpu: bool = True,
+             weights_dtype: str | None = None,
              rates: dict[str, float] = H100_RATES) -> Estimate:
     """Peak GPU bytes, pinned host bytes and seconds per output frame of SeedVR2 on a canvas
     ``(Hc, Wc)`` (multiples of 16), batches of ``batch_frames`` overlapping by
-    ``temporal_overlap``; ``vae_tiles`` = (tile, overlap) in output pixels. ``gpu=False``
-    leaves out cuDNN's workspace (a CPU run's memory is host memory)."""
+    ``temporal_overlap``; ``vae_tiles`` = (tile, overlap) in output pixels, tiled as the
+    engine tiles (``vae_tile_spans``)."""
     c, v = s.dit, s.vae
     b = DTYPE_BYTES[dtype]
     hc, wc = canvas
@@ -154,9 +178,8 @@ def estimate(s: SeedVR2Shapes, canvas: tuple[int, int], out_size: tuple[int, int
     # the float32 resize (colour reference), its padded copy, the dtype copy the VAE reads
     inputs = 4 * 3 * batch_frames * oh * ow + 4 * 3 * batch_frames * px + b * 3 * T * px
     width = v.channels[0] / 128 * b / 2
-    tile, tile_ov = vae_tiles or (None, 0)
-    hs, ws = tile_spans(hc, tile, tile_ov, f), tile_spans(wc, tile, tile_ov, f)
-    tile_px = max(b - a for a, b in hs) * max(b - a for a, b in ws)
+    enc_spans, dec_spans = vae_tile_spans(canvas, vae_tiles, f)
+    enc_px, dec_px = largest_tile(enc_spans), largest_tile(dec_spans)
     t_lat = (T - 1) // v.temporal_factor + 1
     latents = 3 * 4 * v.latent_channels * t_lat * px // (f * f)  # moments, noise, x0 (float32)
     grid = (t_lat, hc // (2 * f), wc // (2 * f))  # 1x2x2 patches of the latent
@@ -164,27 +187,22 @@ def estimate(s: SeedVR2Shapes, canvas: tuple[int, int], out_size: tuple[int, int
     act = (ACT_FLOAT32 + ACT_PER_DTYPE_BYTE * b) * tokens * c.vid_dim
     accum = (4 * 3 * T * px + 4 * px) if vae_tiles else b * 3 * T * px
     base = weights + txt + inputs
-    frames = min(v.temporal_factor, T) + CAUSAL_CACHE_FRAMES  # one chunk and its cache
-    workspace = CONV3D_TAPS * v.channels[0] * frames * tile_px * b if gpu else 0
     phases = {
-        "VAE encode": base + int(ENC_PER_PX_BF16 * width * tile_px) + workspace,
+        "VAE encode": base + int(ENC_PER_PX_BF16 * width * enc_px),
         "DiT": base + latents + int(act),
-        "VAE decode": base + latents + accum + int(DEC_PER_PX_BF16 * width * tile_px) + workspace,
+        "VAE decode": base + latents + accum + int(DEC_PER_PX_BF16 * width * dec_px),
     }
     phase = max(phases, key=phases.get)
-    held_ws = workspace if phase != "DiT" else 0
-    parts = {"weights": weights, "inputs": inputs, "step": phases[phase] - base - held_ws}
-    if held_ws:
-        parts["cuDNN workspace"] = held_ws
+    parts = {"weights": weights, "inputs": inputs, "step": phases[phase] - base}
     # time: one batch yields (batch - overlap) new frames
-    area = sum(b - a for a, b in hs) * sum(b - a for a, b in ws)
     w2 = (v.channels[0] / 128) ** 2
     inner, hm = c.heads * c.head_dim, c.mlp_hidden
     mlp = 3 * c.vid_dim * hm if c.arch == "3b" else 2 * c.vid_dim * hm
     per_token = c.num_layers * (2 * (4 * inner * c.vid_dim + mlp)
                                 + 4 * inner * (window_tokens(c, grid) + s.text_tokens))
     dit_s = per_token * tokens / rates["dit_windows"]
-    vae_s = (ENC_FLOPS_PER_PX + DEC_FLOPS_PER_PX) * w2 * area * T / rates["conv3d"]
+    vae_s = ((ENC_FLOPS_PER_PX * tiled_area(enc_spans) + DEC_FLOPS_PER_PX * tiled_area(dec_spans))
+             * w2 * T / rates["conv3d"])
     batch_s = dit_s + vae_s + swap_seconds(dit_w.block_bytes(dtype, weights_dtype),
                                            offload_blocks, dit_s, 1)
     stride = max(1, batch_frames - temporal_overlap)
@@ -201,6 +219,6 @@ def fill(plan, shapes: SeedVR2Shapes) -> None:
     est = estimate(shapes, tuple(d["canvas"]), tuple(plan.out_size),
                    batch_frames=d["batch_frames"], temporal_overlap=d["temporal_overlap"],
                    dtype=plan.dtype, vae_tiles=d.get("vae_tiles"), offload_blocks=n_off,
-                   weights_dtype=wdt, gpu=plan.device.startswith("cuda"),
+                   weights_dtype=wdt,
                    rates=device_rates(plan.device))
     apply(plan, est)

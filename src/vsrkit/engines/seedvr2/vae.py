@@ -239,8 +239,7 @@ class VideoVAE(nn.Module):
         most ``tile``, as few as that allows, sized to the canvas) and blend the results (scaled
         by ``factor``) with linear ramps over the overlaps."""
         H, W = x.shape[-2:]
-        hs, ws = (tiling.tile_grid(n, tiling.balanced_tile(n, tile, overlap, multiple), overlap,
-                                   multiple) for n in (H, W))
+        hs, ws = (tiling.balanced_grid(n, tile, overlap, multiple) for n in (H, W))
         if len(hs) == 1 and len(ws) == 1:
             return fn(x)
         out = weight = None
