@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ... import hub
+from ...compiled import set_compiled
 from ...devices import pick_device, pick_dtype
 from ...errors import WeightsError
 from ...estimate import flashvsr as estimate
@@ -114,6 +115,9 @@ class FlashVSREngine(Engine):
                          "cropped back")
         if (size.out_h, size.out_w) != (h4, w4):
             notes.append(f"the 4x result is resized to {size.out_w}x{size.out_h}")
+        if opts.compile:
+            notes.append("DiT blocks compiled (the first steps wait for the compiler; cached on "
+                         "disk for later runs)")
         if vae_tiles:
             notes.append(f"VAE in {vae_tiles[0]}px tiles overlapping by {vae_tiles[1]}px")
         unload = opts.unload_dit and device.type != "cpu"
@@ -127,7 +131,8 @@ class FlashVSREngine(Engine):
                                    "local_range": opts.local_range, "seed": opts.seed,
                                    "attention": pick_attention(opts.attention, device),
                                    "color_fix": "adain" if opts.color_fix == "auto" else opts.color_fix,
-                                   "vae_tiles": vae_tiles, "unload_dit": unload},
+                                   "vae_tiles": vae_tiles, "unload_dit": unload,
+                                   "compile": opts.compile},
                           notes=notes, latency_frames=FIRST_STEP_IN,
                           # 24 frames rebuild the 3 cached latent groups; output frame i comes
                           # from the step that reads LQ frames up to i + 12
@@ -195,9 +200,11 @@ class FlashVSREngine(Engine):
     def open(self, plan: EnginePlan) -> EngineSession:
         device = torch.device(plan.device)
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[plan.dtype]
+        loaded = self._load(device, dtype)
+        set_compiled(loaded[0][0].blocks, plan.details.get("compile", False))
         if plan.details.get("tiles"):
-            return open_tiled(plan, self._load(device, dtype), device, dtype, FlashVSRSession)
-        return FlashVSRSession(plan, self._load(device, dtype), device, dtype)
+            return open_tiled(plan, loaded, device, dtype, FlashVSRSession)
+        return FlashVSRSession(plan, loaded, device, dtype)
 
     def close(self) -> None:
         self.models = None

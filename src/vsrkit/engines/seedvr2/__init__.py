@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ... import hub
+from ...compiled import set_compiled
 from ...devices import dtype_name, pick_device, pick_dtype
 from ...errors import UsageError
 from ...estimate import seedvr2 as estimate
@@ -125,7 +126,7 @@ class SeedVR2Engine(Engine):
                      "batch_frames": length, "temporal_overlap": overlap, "color_fix": fix,
                      "attention": attention, "input_noise_scale": opts.input_noise_scale,
                      "latent_noise_scale": opts.latent_noise_scale,
-                     "vae_tiles": (tile, tile_ov) if tiled else None},
+                     "vae_tiles": (tile, tile_ov) if tiled else None, "compile": opts.compile},
             notes=notes, latency_frames=length, warmup_frames=length, lookahead_frames=length,
             frame_align=stride)
         estimate.fill(plan, self._shapes())
@@ -169,7 +170,9 @@ class SeedVR2Engine(Engine):
     def open(self, plan: EnginePlan) -> EngineSession:
         device = torch.device(plan.device)
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[plan.dtype]
-        return SeedVR2Session(plan, self.load(device, dtype), device, dtype)
+        loaded = self.load(device, dtype)
+        set_compiled(loaded[0].blocks, plan.details.get("compile", False))
+        return SeedVR2Session(plan, loaded, device, dtype)
 
     def close(self) -> None:
         self.models = None
