@@ -127,10 +127,15 @@ def test_png_folder_output_from_segments(clip, tmp_path):
     assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b))
 
 
-def test_tiny_flashvsr_two_workers_bit_identical(tmp_path):
+def test_tiny_flashvsr_two_workers_bit_identical(tmp_path, monkeypatch):
     """A stateful model (warm-up, look-ahead, frame grid, per-frame noise) on two CPU workers
-    gives exactly the frames of one worker making the same segments."""
+    gives exactly the frames of one worker making the same segments. Every worker on one thread
+    (OMP_NUM_THREADS, which the workers honour): by default one worker would take both cores
+    and two one each, and fp32 sums in another order differ by ~6e-6 (seen on an AVX-512 Xeon),
+    enough to flip an 8-bit level."""
     from tests.engines.flashvsr.tiny import make_tiny_flashvsr
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
     w = make_tiny_flashvsr(tmp_path / "w")
     clip = make_video(tmp_path / "c.mkv", frames=48, size=(32, 32), audio="aac")

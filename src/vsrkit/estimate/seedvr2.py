@@ -185,7 +185,9 @@ def estimate(s: SeedVR2Shapes, canvas: tuple[int, int], out_size: tuple[int, int
     grid = (t_lat, hc // (2 * f), wc // (2 * f))  # 1x2x2 patches of the latent
     tokens = math.prod(grid)
     act = (ACT_FLOAT32 + ACT_PER_DTYPE_BYTE * b) * tokens * c.vid_dim
-    accum = (4 * 3 * T * px + 4 * px) if vae_tiles else b * 3 * T * px
+    # blended tiles add into float32 accumulators; one tile is decoded as it is (VideoVAE.tiled)
+    one_tile = all(len(spans) == 1 for spans in dec_spans)
+    accum = b * 3 * T * px if one_tile else 4 * 3 * T * px + 4 * px
     base = weights + txt + inputs
     phases = {
         "VAE encode": base + int(ENC_PER_PX_BF16 * width * enc_px),

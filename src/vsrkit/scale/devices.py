@@ -47,9 +47,14 @@ def parse_devices(text: str) -> list[str]:
 
 
 def _cpu_threads(devices: list[str]) -> int | None:
-    """CPU workers share the cores instead of each starting one thread per core."""
+    """CPU workers share the cores instead of each starting one thread per core, unless the
+    user set ``OMP_NUM_THREADS`` (each worker's torch then takes that). The thread count moves
+    float32 results by ~1e-5 (another summation order), which can flip an 8-bit level: runs
+    compared across layouts need the same count in every worker."""
     n = sum(d == "cpu" for d in devices)
-    return max(1, (os.cpu_count() or 1) // n) if n else None
+    if not n or os.environ.get("OMP_NUM_THREADS"):
+        return None
+    return max(1, (os.cpu_count() or 1) // n)
 
 
 def _start_with_sigint_blocked(procs) -> None:
