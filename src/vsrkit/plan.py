@@ -54,13 +54,14 @@ DIT_TILES = (512, 384, 256, 192, 128)  # --tile-size candidates, input pixels
 TILE_OVERLAP = 16
 
 
-def candidate_overrides(opts: Options, n_blocks: int) -> list[dict]:
+def candidate_overrides(opts: Options, n_blocks: int, vae_tiles: bool = True) -> list[dict]:
     """Option overrides to try, in the documented order, each adding to the previous saving:
     as asked; tiled VAE; + N offloaded blocks (growing); + DiT tiles (shrinking); + FP8 weights
-    (with the same offload and tile steps again). Settings the user gave are kept."""
+    (with the same offload and tile steps again). Settings the user gave are kept.
+    ``vae_tiles=False``: the engine has no VAE to tile (FlashVSR Tiny's TCDecoder)."""
     out: list[dict] = [{}]
     base: dict = {}
-    if not opts.tiled_vae:
+    if vae_tiles and not opts.tiled_vae:
         base = {"tiled_vae": True}
         out.append(dict(base))
     asked_offload = opts.offload_blocks not in ("0", "auto")
@@ -109,7 +110,12 @@ def choose_plan(engine, spec, opts: Options, budget: int | None,
         getattr(getattr(getattr(engine, "shapes", None), "dit", None), "num_layers", 0)
     best = None  # (seconds, order, plan, opts, overrides)
     smallest = (peak, {})
-    for i, ov in enumerate(candidate_overrides(opts, n_blocks)[1:], 1):
+    try:  # an engine without a VAE to tile refuses --tiled-vae: leave it out of every candidate
+        engine.plan(spec, opts.replace(tiled_vae=True).validate())
+        vae_tiles = True
+    except UsageError:
+        vae_tiles = False
+    for i, ov in enumerate(candidate_overrides(opts, n_blocks, vae_tiles)[1:], 1):
         try:
             o = opts.replace(**ov).validate()
             p = engine.plan(spec, o)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ... import hub
 from ...compiled import set_compiled
+from ...placement import place, quantize_blocks, weight_settings
 from ...devices import pick_device, pick_dtype
 from ...errors import WeightsError
 from ...estimate import flashvsr as estimate
@@ -123,6 +124,8 @@ class FlashVSREngine(Engine):
         unload = opts.unload_dit and device.type != "cpu"
         if opts.unload_dit and not unload:
             notes.append("--unload-dit: nothing to do on the CPU (the weights are in host memory)")
+        placed, placed_notes = weight_settings(opts, device, dtype, self._shapes().num_layers)
+        notes += placed_notes
         plan = EnginePlan(self.name, (spec.height, spec.width), (size.out_h, size.out_w),
                           str(device), {torch.float32: "fp32", torch.bfloat16: "bf16",
                                         torch.float16: "fp16"}[dtype],
@@ -132,7 +135,7 @@ class FlashVSREngine(Engine):
                                    "attention": pick_attention(opts.attention, device),
                                    "color_fix": "adain" if opts.color_fix == "auto" else opts.color_fix,
                                    "vae_tiles": vae_tiles, "unload_dit": unload,
-                                   "compile": opts.compile},
+                                   "compile": opts.compile, **placed},
                           notes=notes, latency_frames=FIRST_STEP_IN,
                           # 24 frames rebuild the 3 cached latent groups; output frame i comes
                           # from the step that reads LQ frames up to i + 12
@@ -167,9 +170,11 @@ class FlashVSREngine(Engine):
                              "need tile >= 64 and overlap < tile (output pixels)")
         return tile, overlap
 
-    def _load(self, device, dtype):
-        if self.models is not None and self.models[0] == (device, dtype):
+    def _load(self, device, dtype, weights_dtype=None, offload_blocks=0):
+        key = (device, dtype, weights_dtype, offload_blocks)
+        if self.models is not None and self.models[0] == key:
             return self.models[1]
+        self.models = None  # the previous copy goes before the next is built
         paths = self._resolve()
         sd = hub.load_state_dict(paths[FILES[0]])
         try:
@@ -177,6 +182,7 @@ class FlashVSREngine(Engine):
             # initialisation of 1.3B parameters on the host cost most of a minute per load
             with torch.device("meta"):
                 dit = WanDiT(DiTConfig.from_state_dict(sd))
+            quantize_blocks(dit.blocks, weights_dtype, dtype)
             _strict(dit, sd, FILES[0])
             lsd = hub.load_state_dict(paths[FILES[1]])
             with torch.device("meta"):
@@ -193,15 +199,16 @@ class FlashVSREngine(Engine):
             raise WeightsError(f"{FILES[0]}: not a FlashVSR checkpoint (missing {e})") from None
         prompt = hub.load_state_dict(paths["posi_prompt.pth"])
         prompt = next(iter(prompt.values())) if isinstance(prompt, dict) else prompt
-        loaded = prepare(dit, lq, decoder, prompt, device, dtype)
-        self.models = ((device, dtype), loaded)
+        loaded = prepare(dit, lq, decoder, prompt, device, dtype, offload_blocks)
+        self.models = (key, loaded)
         return loaded
 
     def open(self, plan: EnginePlan) -> EngineSession:
         device = torch.device(plan.device)
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[plan.dtype]
-        loaded = self._load(device, dtype)
-        set_compiled(loaded[0][0].blocks, plan.details.get("compile", False))
+        d = plan.details
+        loaded = self._load(device, dtype, d.get("weights_dtype"), d.get("offload_blocks", 0))
+        set_compiled(loaded[0][0].blocks, d.get("compile", False))
         if plan.details.get("tiles"):
             return open_tiled(plan, loaded, device, dtype, FlashVSRSession)
         return FlashVSRSession(plan, loaded, device, dtype)
@@ -211,11 +218,14 @@ class FlashVSREngine(Engine):
 
 
 @torch.no_grad()
-def prepare(dit, lq, decoder, prompt, device, dtype):
-    """Modules on the device, and what every step reuses: the prompt's cross-attention K/V per
+def prepare(dit, lq, decoder, prompt, device, dtype, offload_blocks: int = 0):
+    """Modules on the device (the last ``offload_blocks`` DiT blocks in host memory, streamed
+    in: ``placement.place``), and what every step reuses: the prompt's cross-attention K/V per
     block (the prompt is fixed, so it is embedded once) and the timestep embeddings.
     ``decoder``: a TCDecoder (tiny, tiny-long) or a WanVAE (full)."""
-    mods = [m.to(device=device, dtype=dtype).eval() for m in (dit, lq, decoder)]
+    dit = dit.to(dtype).eval()  # cast where it is (host): the host blocks never visit the GPU
+    dit.swap = place(dit, dit.blocks, device, offload_blocks)
+    mods = [dit] + [m.to(device=device, dtype=dtype).eval() for m in (lq, decoder)]
     if device.type == "cuda" and isinstance(decoder, TCDecoder):
         # cuDNN's bf16 convolutions run NHWC: in NCHW every conv of the frame-by-frame decoder
         # pays a layout conversion each way (11 % of GPU time at 1408x768); NHWC weights make
@@ -231,7 +241,9 @@ def prepare(dit, lq, decoder, prompt, device, dtype):
 
 
 def _strict(module, sd, name: str) -> None:
-    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    # FP8 linears (--weights-dtype fp8) compute their scales from the checkpoint's weights
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()
+                if not (k.endswith(".weight_scale") and k not in sd)}
     hub.check_keys(sd, expected, name, what="FlashVSR checkpoint")
     module.load_state_dict(sd, strict=True, assign=True)
     left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]

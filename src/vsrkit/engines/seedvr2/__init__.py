@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ... import hub
 from ...compiled import set_compiled
+from ...placement import place, quantize_blocks, weight_settings
 from ...devices import dtype_name, pick_device, pick_dtype
 from ...errors import UsageError
 from ...estimate import seedvr2 as estimate
@@ -120,13 +121,17 @@ class SeedVR2Engine(Engine):
         if not tiled and device.type == "cuda" and canvas[0] * canvas[1] > AUTO_TILE_PIXELS:
             tiled = True  # the untiled VAE needs > 60 GiB at 1080p (measured on the H100)
             notes.append(f"VAE in {tile}px tiles (auto above {AUTO_TILE_PIXELS / 1e6:.1f} MP)")
+        placed, placed_notes = weight_settings(opts, device, dtype,
+                                               self._shapes().dit.num_layers)
+        notes += placed_notes
         plan = EnginePlan(
             self.name, (spec.height, spec.width), (oh, ow), str(device), dtype_name(dtype),
             details={"resize": (rh, rw), "fit": opts.fit, "canvas": canvas, "seed": opts.seed,
                      "batch_frames": length, "temporal_overlap": overlap, "color_fix": fix,
                      "attention": attention, "input_noise_scale": opts.input_noise_scale,
                      "latent_noise_scale": opts.latent_noise_scale,
-                     "vae_tiles": (tile, tile_ov) if tiled else None, "compile": opts.compile},
+                     "vae_tiles": (tile, tile_ov) if tiled else None, "compile": opts.compile,
+                     **placed},
             notes=notes, latency_frames=length, warmup_frames=length, lookahead_frames=length,
             frame_align=stride)
         estimate.fill(plan, self._shapes())
@@ -142,8 +147,10 @@ class SeedVR2Engine(Engine):
                 infer_vae_config(hub.load_shapes(paths[vname]), self.vae_groups, vname))
         return self.shapes
 
-    def load(self, device: torch.device, dtype: torch.dtype):
-        if self.models is not None and self.models[0] == (device, dtype):
+    def load(self, device: torch.device, dtype: torch.dtype, weights_dtype: str | None = None,
+             offload_blocks: int = 0):
+        key = (device, dtype, weights_dtype, offload_blocks)
+        if self.models is not None and self.models[0] == key:
             return self.models[1]
         self.models = None
         files, paths = self._resolve()
@@ -153,6 +160,7 @@ class SeedVR2Engine(Engine):
         W.check_rope(sd, cfg.rope_freqs, dname)
         with torch.device("meta"):
             dit = NaDiT(cfg).to(dtype)
+        quantize_blocks(dit.blocks, weights_dtype, dtype)
         W.load_into(dit, sd, dname, "SeedVR2 DiT")
         del sd
         vsd = hub.load_state_dict(paths[vname])
@@ -161,17 +169,19 @@ class SeedVR2Engine(Engine):
             vae = VideoVAE(vcfg).to(dtype)
         W.load_into(vae, vsd, vname, "SeedVR2 VAE", allow_unexpected=True)
         del vsd
-        dit, vae = dit.to(device).eval(), vae.to(device).eval()
+        dit.swap = place(dit, dit.blocks, device, offload_blocks)  # host blocks stay there
+        dit, vae = dit.eval(), vae.to(device).eval()
         with torch.no_grad():
             txt = dit.embed_text(W.load_text(paths[W.TEXT_FILE]).to(device, dtype))
-        self.models = ((device, dtype), (dit, vae, txt))
+        self.models = (key, (dit, vae, txt))
         return self.models[1]
 
     def open(self, plan: EnginePlan) -> EngineSession:
         device = torch.device(plan.device)
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[plan.dtype]
-        loaded = self.load(device, dtype)
-        set_compiled(loaded[0].blocks, plan.details.get("compile", False))
+        d = plan.details
+        loaded = self.load(device, dtype, d.get("weights_dtype"), d.get("offload_blocks", 0))
+        set_compiled(loaded[0].blocks, d.get("compile", False))
         return SeedVR2Session(plan, loaded, device, dtype)
 
     def close(self) -> None:

@@ -1,0 +1,122 @@
+"""``--offload-blocks`` and ``--weights-dtype fp8`` reach both DiTs: the plan says so and the
+estimate counts them, blocks on the host give the same frames (BlockSwap's hooks run on the
+CPU too, with plain copies), FP8 linears replace the blocks' linears and stay close, and a
+plan the planner picks for a budget is the plan the engine runs."""
+
+from fractions import Fraction
+
+import pytest
+import torch
+
+import vsrkit
+from tests.engines.flashvsr.tiny import make_tiny_flashvsr
+from vsrkit.engines import create
+from vsrkit.errors import UsageError
+from vsrkit.frames import StreamSpec
+from vsrkit.quant import FP8Linear
+
+
+def _spec(frames):
+    return StreamSpec(width=frames.shape[2], height=frames.shape[1], frame_rate=Fraction(30),
+                      time_base=Fraction(1, 30), frames=None)
+
+
+def _run(eng, opts, frames):
+    plan = eng.plan(_spec(frames), opts)
+    s = eng.open(plan)
+    try:
+        return plan, torch.cat([*s.push(frames), *s.flush()])
+    finally:
+        s.close()
+
+
+def _check(eng, base, frames, dit_of):
+    plan0, ref = _run(eng, vsrkit.Options(**base), frames)
+    n = len(dit_of(eng).blocks)
+    plan1, off = _run(eng, vsrkit.Options(**base, offload_blocks=str(n)), frames)
+    assert plan1.details["offload_blocks"] == n
+    assert any("on the host" in x for x in plan1.notes)
+    swap = dit_of(eng).swap
+    assert swap is not None and swap.n_on_host == n
+    assert torch.equal(off, ref)  # the same weights, streamed: the same bits
+    plan2, q = _run(eng, vsrkit.Options(**base, weights_dtype="fp8"), frames)
+    assert plan2.details["weights_dtype"] == "fp8"
+    linears = [m for b in dit_of(eng).blocks for m in b.modules()]
+    assert any(isinstance(m, FP8Linear) for m in linears)
+    assert not any(type(m) is torch.nn.Linear for m in linears)
+    assert 0 < (q - ref).abs().mean() < 0.05, (q - ref).abs().mean()  # e4m3: ~4 % per layer
+    # on the CPU the peak is host memory; FP8 weights need less of it
+    assert plan2.est_host_bytes < plan0.est_host_bytes
+    _, back = _run(eng, vsrkit.Options(**base), frames)  # reloaded as asked
+    assert torch.equal(back, ref)
+
+
+def test_flashvsr_offload_and_fp8(tmp_path):
+    w = make_tiny_flashvsr(tmp_path / "w")
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (26, 32, 32, 3), generator=g, dtype=torch.uint8)
+    base = dict(model="flashvsr-v1.1", weights=str(w), device="cpu", dtype="fp32", seed=1)
+    _check(create(vsrkit.Options(**base)), base, frames, lambda e: e.models[1][0][0])
+
+
+def test_seedvr2_offload_and_fp8():
+    from tests.engines.seedvr2.common import TINY, need_parity
+
+    need_parity()
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (5, 24, 40, 3), generator=g, dtype=torch.uint8)
+    base = dict(model="seedvr2-3b-tiny", weights=str(TINY), device="cpu", dtype="fp32", seed=3,
+                color_fix="none", batch_frames=5, temporal_overlap=0)
+    _check(create(vsrkit.Options(**base)), base, frames, lambda e: e.models[1][0])
+
+
+def test_bad_placement_options_are_usage_errors(tmp_path):
+    w = make_tiny_flashvsr(tmp_path / "w")
+    frames = torch.zeros(1, 32, 32, 3, dtype=torch.uint8)
+    base = dict(model="flashvsr-v1.1", weights=str(w), device="cpu", dtype="fp32")
+    eng = create(vsrkit.Options(**base))
+    for bad, says in (({"offload_blocks": "3"}, "has 2 blocks"),
+                      ({"weights_dtype": "fp16"}, "compute dtype"),
+                      ({"offload_blocks": "1", "unload_dit": True}, "choose one")):
+        with pytest.raises(UsageError, match=says):
+            eng.plan(_spec(frames), vsrkit.Options(**base, **bad))
+
+
+def test_every_planner_candidate_is_the_plan_the_engine_runs(tmp_path):
+    """The planner's overrides (offloaded blocks, FP8, DiT tiles) land in the plan's details,
+    where the estimate reads them and the engine's ``open`` applies them: before, offload and
+    FP8 changed neither, so a budget could never be met by them."""
+    from vsrkit.plan import candidate_overrides
+
+    w = make_tiny_flashvsr(tmp_path / "w")
+    frames = torch.zeros(1, 64, 64, 3, dtype=torch.uint8)
+    opts = vsrkit.Options(model="flashvsr-v1.1", weights=str(w), device="cpu", dtype="fp32")
+    eng = create(opts)
+    seen = set()
+    for ov in candidate_overrides(opts, 2, vae_tiles=False)[1:]:
+        try:
+            plan = eng.plan(_spec(frames), opts.replace(**ov).validate())
+        except UsageError:
+            continue  # a DiT tile larger than this small frame, say
+        d = plan.details
+        assert d["offload_blocks"] == int(ov.get("offload_blocks", 0)), ov
+        assert d["weights_dtype"] == ov.get("weights_dtype"), ov
+        seen |= set(ov)
+    assert {"offload_blocks", "weights_dtype", "tile_size"} <= seen
+
+
+def test_choose_plan_fits_tiny_flashvsr_to_a_budget(tmp_path):
+    """Tiny has no VAE to tile; the planner used to add --tiled-vae to every candidate, so every
+    one was refused and no budget below the plan as asked could be met."""
+    from vsrkit.plan import choose_plan, predicted_peak
+
+    w = make_tiny_flashvsr(tmp_path / "w")
+    frames = torch.zeros(1, 64, 64, 3, dtype=torch.uint8)
+    opts = vsrkit.Options(model="flashvsr-v1.1", weights=str(w), device="cpu", dtype="fp32")
+    eng = create(opts)
+    asked = predicted_peak(eng.plan(_spec(frames), opts))
+    fp8 = predicted_peak(eng.plan(_spec(frames), opts.replace(weights_dtype="fp8")))
+    plan, chosen = choose_plan(eng, _spec(frames), opts, (asked + fp8) // 2)
+    assert predicted_peak(plan) <= (asked + fp8) // 2 < asked
+    assert any(n.startswith("planner:") for n in plan.notes)
+    assert not chosen.tiled_vae
