@@ -120,3 +120,44 @@ def test_choose_plan_fits_tiny_flashvsr_to_a_budget(tmp_path):
     assert predicted_peak(plan) <= (asked + fp8) // 2 < asked
     assert any(n.startswith("planner:") for n in plan.notes)
     assert not chosen.tiled_vae
+
+
+def test_seedvr2_batch_out_of_memory_retried_with_smaller_vae_tiles():
+    """A batch that runs out of GPU memory (simulated: the VAE raises CUDA's error for inputs
+    wider than a tile) is run again with smaller VAE tiles, said once, and the frames are those
+    of a run planned with those tiles; when the smallest plan fails too: one ResourceError."""
+    from tests.engines.seedvr2.common import TINY, need_parity
+    from vsrkit.errors import ResourceError
+
+    need_parity()
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (9, 24, 40, 3), generator=g, dtype=torch.uint8)
+    base = dict(model="seedvr2-3b-tiny", weights=str(TINY), device="cpu", dtype="fp32", seed=3,
+                color_fix="none", batch_frames=5, temporal_overlap=0)
+    eng = create(vsrkit.Options(**base))
+    tiled = vsrkit.Options(**base, tiled_vae=True, vae_tile_size=32, vae_tile_overlap=8)
+    _, want = _run(eng, tiled, frames)
+    vae = eng.models[1][1]
+    real = vae.encode_moments
+
+    def small_only(x, *a, limit=32):
+        if x.shape[-1] > limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(x, *a)
+
+    vae.encode_moments = small_only
+    try:
+        said = []
+        plan = eng.plan(_spec(frames), vsrkit.Options(**base))
+        s = eng.open(plan)
+        s.notice = said.append
+        got = torch.cat([*s.push(frames), *s.flush()])
+        assert torch.equal(got, want)
+        assert said == ["out of GPU memory with the untiled VAE; retrying with VAE tiles of "
+                        "32 px"]  # once, though every batch would have failed
+        vae.encode_moments = lambda x, *a: small_only(x, *a, limit=0)
+        s = eng.open(eng.plan(_spec(frames), vsrkit.Options(**base)))
+        with pytest.raises(ResourceError, match="smallest plan \\(VAE tiles of 32 px\\)"):
+            list(s.push(frames))
+    finally:
+        vae.encode_moments = real

@@ -137,6 +137,7 @@ def run(input: str | Path, output: str | Path | None, opts: Options, *,
         check_output(input, out_path, opts)
         emit(Event("loading", message=f"{plan.engine} on {plan.device}"))
         session = engine.open(plan)
+        session.notice = note
         sink = open_sink(out_path, src, plan.out_size, opts, notice=note)
         stages: dict[str, float] = {}
         try:

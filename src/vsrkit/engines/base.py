@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Callable, TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
     import torch
@@ -66,7 +66,11 @@ class EnginePlan:
 
 
 class EngineSession(ABC):
-    """One stream through an opened engine. Holds the streaming state (caches, memories)."""
+    """One stream through an opened engine. Holds the streaming state (caches, memories).
+    ``notice``: where the session says what it changed on its own (the pipeline sets it), e.g.
+    a smaller plan after running out of GPU memory."""
+
+    notice: "Callable[[str], None] | None" = None
 
     @abstractmethod
     def push(self, frames: "torch.Tensor") -> Iterator["torch.Tensor"]:

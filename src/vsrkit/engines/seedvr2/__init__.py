@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ... import hub
 from ...compiled import set_compiled
+from ...memory import Fallbacks, retry_on_oom
 from ...placement import place, quantize_blocks, weight_settings
 from ...devices import dtype_name, pick_device, pick_dtype
 from ...errors import UsageError
@@ -204,6 +205,9 @@ class SeedVR2Session(EngineSession):
         self.pending: dict[int, torch.Tensor] = {}  # outputs not yet returned, (H, W, 3)
         self.emitted = 0
         self.layouts: dict[tuple, Layout] = {}
+        # out of GPU memory in a batch: that batch again with smaller VAE tiles (sticky)
+        self.fallbacks = Fallbacks(vae_fallbacks(d["vae_tiles"], d["canvas"]),
+                                   describe=describe_vae_tiles)
 
     # -- the stream --------------------------------------------------------------------------
     def push(self, frames: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -238,7 +242,14 @@ class SeedVR2Session(EngineSession):
 
     def _run(self, s: int, e: int) -> None:
         x = torch.stack(self.frames[s - self.base:e - self.base])
-        y = restore(self, x, self.plan.start_frame + s)  # (n, 3, H, W) in [-1, 1], unclipped
+
+        def attempt(tiles):  # a batch is a pure function of its frames: safe to run again
+            self.plan.details["vae_tiles"] = tiles
+            return restore(self, x, self.plan.start_frame + s)
+
+        if self.fallbacks.notice is None:
+            self.fallbacks.notice = self.notice
+        y = retry_on_oom(attempt, self.fallbacks)  # (n, 3, H, W) in [-1, 1], unclipped
         y = (y.clamp(-1, 1) * 0.5 + 0.5).permute(0, 2, 3, 1)  # (n, H, W, 3) in [0, 1]
         n_ov = max(0, self.covered - s)
         for i in range(e - s):
@@ -249,6 +260,22 @@ class SeedVR2Session(EngineSession):
             else:
                 self.pending[f] = y[i]
         self.covered = max(self.covered, e)
+
+
+def vae_fallbacks(tiles: tuple[int, int] | None, canvas: tuple[int, int]) -> list:
+    """The plan's VAE tiles, then tiles 3/4 as long each time (multiples of 16, overlap 1/8,
+    at least 32 px): the VAE's activations are the peak of a SeedVR2 batch."""
+    out = [tiles]
+    t = tiles[0] if tiles else max(canvas)
+    while True:
+        t = int(t * 0.75) // 16 * 16
+        if t < 32:
+            return out
+        out.append((t, max(8, t // 8 // 8 * 8)))
+
+
+def describe_vae_tiles(tiles) -> str:
+    return f"VAE tiles of {tiles[0]} px" if tiles else "the untiled VAE"
 
 
 @torch.no_grad()
