@@ -26,6 +26,7 @@ import time
 
 import torch
 
+from vsrkit.compiled import set_compiled
 from vsrkit.engines.base import EnginePlan
 from vsrkit.engines.flashvsr import FlashVSRSession, prepare
 from vsrkit.engines.flashvsr.dit import DiTConfig, WanDiT
@@ -35,6 +36,7 @@ from vsrkit.engines.flashvsr.tiled import TILE_MULTIPLE, open_tiled
 from vsrkit.engines.flashvsr.wan_vae import WanVAE, WanVAEConfig
 from vsrkit.engines.tiles import plan_tiles
 from vsrkit.options import Options
+from vsrkit.placement import quantize_blocks
 from vsrkit.tiling import pad_to_multiple
 
 FULL = DiTConfig(dim=1536, in_dim=16, ffn_dim=8960, text_dim=4096, freq_dim=256, num_layers=30,
@@ -42,7 +44,9 @@ FULL = DiTConfig(dim=1536, in_dim=16, ffn_dim=8960, text_dim=4096, freq_dim=256,
 
 
 def random_models(device, dtype, cfg=FULL, lq=(2048, 3072), tc=(512, 256, 128, 128),
-                  variant="tiny"):
+                  variant="tiny", fp8=False, offload_blocks=0, compile=False):
+    """The engine's modules with random weights, placed as the engine places them:
+    ``fp8`` (--weights-dtype fp8), ``offload_blocks`` (--offload-blocks N), ``compile``."""
     torch.manual_seed(0)
     with torch.device(device):
         decoder = WanVAE(WanVAEConfig()).drop_encoder() if variant == "full" else TCDecoder(list(tc))
@@ -51,8 +55,12 @@ def random_models(device, dtype, cfg=FULL, lq=(2048, 3072), tc=(512, 256, 128, 1
         for name, p in m.named_parameters():
             if p.ndim > 1:
                 torch.nn.init.normal_(p, 0, min(0.02, p[0].numel() ** -0.5))
+    if fp8:
+        quantize_blocks(mods[0].blocks, "fp8", dtype)
     prompt = torch.randn(1, 512, cfg.text_dim, device=device)
-    return prepare(*mods, prompt, torch.device(device), dtype)
+    loaded = prepare(*mods, prompt, torch.device(device), dtype, offload_blocks)
+    set_compiled(loaded[0][0].blocks, compile)
+    return loaded
 
 
 def session(loaded, h, w, attention, device, dtype, tile=None, overlap=None, state="host",
@@ -126,6 +134,10 @@ def main() -> None:
                     help="full: VAE in spatial tiles (output px; default 512,64)")
     ap.add_argument("--unload-dit", action="store_true",
                     help="DiT weights in host memory while the decoder runs")
+    ap.add_argument("--compile", action="store_true", help="each DiT block under torch.compile")
+    ap.add_argument("--fp8", action="store_true", help="DiT block linears in FP8 (per channel)")
+    ap.add_argument("--offload-blocks", type=int, default=0,
+                    help="DiT blocks kept in host memory and streamed in")
     args = ap.parse_args()
     if args.tiled_vae and args.variant != "full":
         ap.error("--tiled-vae needs --variant full")
@@ -135,7 +147,9 @@ def main() -> None:
     if args.tiled_vae:
         decoder["vae_tiles"] = tuple(int(v) for v in args.tiled_vae.split(","))
         print(f"VAE tiles of {decoder['vae_tiles'][0]} px, overlap {decoder['vae_tiles'][1]} px")
-    models = lambda dt: random_models(device, dt, variant=args.variant)  # noqa: E731
+    knobs = dict(fp8=args.fp8, offload_blocks=args.offload_blocks, compile=args.compile)
+    print("knobs: " + (", ".join(f"{k}={v}" for k, v in knobs.items() if v) or "none"))
+    models = lambda dt: random_models(device, dt, variant=args.variant, **knobs)  # noqa: E731
     loaded = models(dtype)
     if args.check:
         _, ref = run(loaded, 256, 512, 29, "reference", device, dtype)
