@@ -125,11 +125,16 @@ def vsrkit_models(weights: Path, dtype, compile: bool):
     from vsrkit.engines.flashvsr.lq_proj import LQProjector
     from vsrkit.engines.flashvsr.tcdecoder import TCDecoder
 
-    dit, lq, tc = WanDiT(FULL), LQProjector(3, 2048, 3072, 1536, causal=True), TCDecoder(
-        [512, 256, 128, 128])
-    dit.load_state_dict(load_file(str(weights / "diffusion_pytorch_model_streaming_dmd.safetensors")))
-    lq.load_state_dict(torch.load(weights / "LQ_proj_in.ckpt"))
-    tc.load_state_dict(torch.load(weights / "TCDecoder.ckpt"))
+    with torch.device("meta"):  # no random init of 1.3 B parameters only to overwrite them
+        dit, lq, tc = WanDiT(FULL), LQProjector(3, 2048, 3072, 1536, causal=True), TCDecoder(
+            [512, 256, 128, 128])
+    dit.load_state_dict(load_file(str(weights / "diffusion_pytorch_model_streaming_dmd.safetensors")),
+                        assign=True)
+    lq.load_state_dict(torch.load(weights / "LQ_proj_in.ckpt"), assign=True)
+    tc.load_state_dict(torch.load(weights / "TCDecoder.ckpt"), assign=True)
+    for m in (dit, lq, tc):
+        left = [n for n, t in [*m.named_parameters(), *m.named_buffers()] if t.is_meta]
+        assert not left, left
     prompt = torch.load(weights / "posi_prompt.pth").float()
     loaded = prepare(dit, lq, tc, prompt, torch.device("cuda"), dtype)
     set_compiled(loaded[0][0].blocks, compile)

@@ -14,6 +14,7 @@ Full the Wan2.1 VAE (``wan_vae.py``, streamed one latent at a time). Both follow
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Iterator
 
 import torch
@@ -224,6 +225,14 @@ def prepare(dit, lq, decoder, prompt, device, dtype, offload_blocks: int = 0):
     block (the prompt is fixed, so it is embedded once) and the timestep embeddings.
     ``decoder``: a TCDecoder (tiny, tiny-long) or a WanVAE (full)."""
     dit = dit.to(dtype).eval()  # cast where it is (host): the host blocks never visit the GPU
+    # the prompt's K/V before the blocks are placed: kv() is not a block's forward, so a block
+    # kept on the host would not be streamed in for it (BlockSwap hooks the forward)
+    with _on(dit.text_embedding, device):
+        ctx = dit.text_embedding(prompt.to(device, dtype).reshape(-1, prompt.shape[-1]))
+    ctx_kv = []
+    for b in dit.blocks:
+        with _on(b.cross_attn, device):
+            ctx_kv.append(b.cross_attn.kv(ctx))
     dit.swap = place(dit, dit.blocks, device, offload_blocks)
     mods = [dit] + [m.to(device=device, dtype=dtype).eval() for m in (lq, decoder)]
     if device.type == "cuda" and isinstance(decoder, TCDecoder):
@@ -234,10 +243,19 @@ def prepare(dit, lq, decoder, prompt, device, dtype, offload_blocks: int = 0):
         # picks algorithms by timing, so two processes (segments on two GPUs, a resumed run)
         # could compute different bits for the same frames.
         mods[2] = mods[2].to(memory_format=torch.channels_last)
-    ctx = mods[0].text_embedding(prompt.to(device, dtype).reshape(-1, prompt.shape[-1]))
-    ctx_kv = [b.cross_attn.kv(ctx) for b in mods[0].blocks]
     t, t_mod = mods[0].timestep(dtype, device)
     return mods, ctx_kv, t, t_mod
+
+
+@contextmanager
+def _on(module: torch.nn.Module, device: torch.device):
+    """``module`` on ``device`` for the block, then back where it was."""
+    home = next(module.parameters()).device
+    module.to(device)
+    try:
+        yield module
+    finally:
+        module.to(home)
 
 
 def _strict(module, sd, name: str) -> None:
