@@ -172,3 +172,66 @@ def test_seedvr2_batch_out_of_memory_retried_with_smaller_vae_tiles():
             list(s.push(frames))
     finally:
         vae.encode_moments = real
+
+
+def _fail_once_at(module, when, log):
+    """``module``'s forward raises CUDA's out-of-memory error once, the first time ``when()``
+    holds: as if that layer had not found the memory."""
+    real = module.forward
+
+    def forward(*a, **kw):
+        if when() and not log.get(module):
+            log[module] = True
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*a, **kw)
+
+    module.forward = forward
+    return lambda: module.__dict__.pop("forward", None)
+
+
+@pytest.mark.parametrize("device,dtype", DEVICES)
+def test_flashvsr_out_of_memory_mid_stream_moves_blocks_to_the_host(tmp_path, device, dtype):
+    """Out of memory inside a step (a decoder layer at step 2, a DiT block on the host at step
+    3): the failed call runs again once more DiT blocks wait in host memory (half, then all),
+    each change said once; the frames are those of a run that never ran out. With nothing left
+    to move: one ResourceError. The engine then reloads the placement its plan asks for."""
+    from vsrkit.engines.flashvsr import on_host
+    from vsrkit.errors import ResourceError
+
+    w = make_tiny_flashvsr(tmp_path / "w")
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (42, 32, 32, 3), generator=g, dtype=torch.uint8)
+    opts = vsrkit.Options(model="flashvsr-v1.1", weights=str(w), device=device, dtype=dtype,
+                          seed=1)
+    eng = create(opts)
+    plan, ref = _run(eng, opts, frames)
+    dit, _, decoder = eng.models[1][0]
+    n = len(dit.blocks)
+    s = eng.open(plan)
+    said, failed = [], {}
+    s.notice = said.append
+    undo = [_fail_once_at(decoder.decoder[1], lambda: s.step == 2, failed),
+            _fail_once_at(dit.blocks[-1], lambda: s.step == 3, failed)]
+    try:
+        got = torch.cat([*s.push(frames), *s.flush()])
+        assert len(failed) == 2  # both really failed once
+        assert torch.equal(got, ref)
+        assert said == [f"out of GPU memory; continuing with {k} of {n} DiT blocks in host memory "
+                        f"(like --offload-blocks {k}: slower, same frames)" for k in (n // 2, n)]
+        assert on_host(dit) == n
+        s.close()
+        s = eng.open(plan)  # as planned again: reloaded with no block on the host
+        assert eng.models[1][0][0] is not dit and on_host(eng.models[1][0][0]) == 0
+        dit, _, decoder = eng.models[1][0]
+        s.close()
+        plan_all = eng.plan(_spec(frames), opts.replace(offload_blocks=str(n)))
+        s = eng.open(plan_all)
+        dit, _, decoder = eng.models[1][0]
+        failed.clear()
+        undo.append(_fail_once_at(decoder.decoder[1], lambda: s.step == 1, failed))
+        with pytest.raises(ResourceError, match="every memory saving"):
+            list(s.push(frames))
+    finally:
+        for u in undo:
+            u()
+        s.close()

@@ -153,3 +153,43 @@ def retry_on_oom(step: Callable[[P], T], fallbacks: Fallbacks[P] | Sequence[P],
             if say is not None:
                 say(f"out of GPU memory with {fallbacks.describe(plan)}; retrying with "
                     f"{fallbacks.describe(fallbacks.plan)}")
+
+
+def plain_call(fn: Callable[..., T], *args) -> T:
+    """A model's ``guard`` when no session watches it: the call as it is."""
+    return fn(*args)
+
+
+class OOMGuard:
+    """Out-of-memory recovery inside a streaming step, for calls that change no state until
+    they return (a DiT block, a decoder layer, a convolution): a step as a whole cannot be run
+    again without a copy of its streaming state (FlashVSR's KV caches are GiBs), but any one of
+    these calls can. On CUDA out of memory the cache is freed, ``relieve()`` frees memory held
+    elsewhere (it returns a line saying what it did, or None when nothing is left) and the same
+    call runs again with the same inputs, so the frames do not change. Each line is said once.
+    A model calls ``self.guard(fn, *args)`` where it would call ``fn(*args)``."""
+
+    def __init__(self, relieve: Callable[[], str | None],
+                 notice: Callable[[str], None] | None = None):
+        self.relieve, self.notice = relieve, notice
+        self._said: set[str] = set()
+
+    def __call__(self, fn: Callable[..., T], *args) -> T:
+        while True:
+            try:
+                return fn(*args)
+            except (torch.OutOfMemoryError, RuntimeError) as e:
+                if not is_oom(e):
+                    raise
+                failed = str(e).splitlines()[0][:200]
+            free_cached_memory()  # outside the except block: the failed call's frames are gone
+            said = self.relieve()
+            if said is None:
+                raise ResourceError(
+                    f"out of GPU memory with every memory saving this run can still make: "
+                    f"{failed}; free GPU memory or plan smaller (--tile-size, "
+                    "--weights-dtype fp8, --vram-budget)")
+            if said not in self._said:
+                self._said.add(said)
+                if self.notice is not None:
+                    self.notice(said)

@@ -206,12 +206,17 @@ class BlockSwap:
         self._log("done", i)
 
     def close(self) -> None:
-        """Remove the hooks. Host blocks keep their weights in host memory."""
+        """Remove the hooks. Host blocks keep their weights in host memory, also a block whose
+        forward failed (out of memory) while bound to a GPU slot."""
         for h in self._hooks:
             h.remove()
         self._hooks.clear()
         if self._copy_stream is not None:
             torch.cuda.current_stream(self.device).wait_stream(self._copy_stream)
+        if self._running is not None and self._running.owner in self._layouts:
+            i = self._running.owner
+            _bind(self._layouts[i].tensors, self._host_views[i])
+            self._running = None
         self.slots = []
 
 

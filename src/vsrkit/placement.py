@@ -75,3 +75,16 @@ def place(model: nn.Module, blocks: nn.ModuleList, device: torch.device, n_on_ho
 
     move(model)
     return BlockSwap(blocks, n_on_host, device)
+
+
+def offload_more(model: nn.Module, blocks: nn.ModuleList, device: torch.device, n_on_host: int):
+    """Mid-run: the last ``n_on_host`` of ``blocks`` to host memory (more than now), replacing
+    ``model.swap``; their GPU copies are freed. Used when a run is out of memory after all
+    (``memory.OOMGuard``); the blocks' values do not change, so neither do the frames."""
+    from .offload import BlockSwap
+
+    old = getattr(model, "swap", None)
+    if old is not None:
+        old.close()  # hooks off; its host blocks stay in host memory
+    model.swap = BlockSwap(blocks, n_on_host, device)
+    return model.swap

@@ -163,6 +163,16 @@ class TiledSession(EngineSession):
         self.emitted = 0
         self.out_dtype: torch.dtype | None = None
 
+    @property
+    def notice(self):
+        return self.sessions[0].notice if self.sessions else None
+
+    @notice.setter
+    def notice(self, fn) -> None:
+        """What a tile changes on its own (out of memory) is said through the pipeline's."""
+        for s in self.sessions:
+            s.notice = fn
+
     def _add(self, i: int, out: torch.Tensor) -> None:
         """Blend tile i's next ``k`` output frames (k, s*th, s*tw, 3) into the canvas."""
         (y0, y1), (x0, x1) = self.grid.tiles[i]

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from ... import hub
 from ...compiled import set_compiled
-from ...placement import place, quantize_blocks, weight_settings
+from ...memory import OOMGuard, plain_call
+from ...placement import offload_more, place, quantize_blocks, weight_settings
 from ...devices import pick_device, pick_dtype
 from ...errors import WeightsError
 from ...estimate import flashvsr as estimate
@@ -173,7 +174,9 @@ class FlashVSREngine(Engine):
 
     def _load(self, device, dtype, weights_dtype=None, offload_blocks=0):
         key = (device, dtype, weights_dtype, offload_blocks)
-        if self.models is not None and self.models[0] == key:
+        # a run out of memory may have moved more blocks to the host (FlashVSRSession._relieve)
+        if self.models is not None and self.models[0] == key and \
+                on_host(self.models[1][0][0]) == offload_blocks:
             return self.models[1]
         self.models = None  # the previous copy goes before the next is built
         paths = self._resolve()
@@ -247,6 +250,12 @@ def prepare(dit, lq, decoder, prompt, device, dtype, offload_blocks: int = 0):
     return mods, ctx_kv, t, t_mod
 
 
+def on_host(dit) -> int:
+    """How many of the DiT's blocks are kept in host memory now."""
+    swap = getattr(dit, "swap", None)
+    return swap.n_on_host if swap is not None else 0
+
+
 @contextmanager
 def _on(module: torch.nn.Module, device: torch.device):
     """``module`` on ``device`` for the block, then back where it was."""
@@ -281,6 +290,12 @@ class FlashVSRSession(EngineSession):
         # (with DiT tiles, each tile's step copies it in again: N copies per step for N tiles)
         self.parked = ParkedWeights.of(self.dit, device) if plan.details.get("unload_dit") else None
         self.plan, self.device, self.dtype = plan, device, dtype
+        # out of memory inside a step: the failed block or layer runs again once more DiT
+        # blocks wait in host memory (a step cannot be rerun: its state is replaced as it goes)
+        guard = OOMGuard(self._relieve, lambda line: self.notice and self.notice(line))
+        self.dit.guard = self.lq.guard = guard
+        if isinstance(decoder, TCDecoder):
+            decoder.guard = guard
         d = plan.details
         (self.H, self.W), (self.Hp, self.Wp) = plan.in_size, d["canvas"]
         self.h4, self.w4 = self.H * 4, self.W * 4
@@ -411,7 +426,23 @@ class FlashVSRSession(EngineSession):
             if out is not None:
                 yield out
 
+    def _relieve(self) -> str | None:
+        """``OOMGuard``'s next saving: half, then all, of the DiT's blocks in host memory,
+        streamed in ahead of use (slower; the frames do not change). None when all are there
+        already, or the DiT is parked whole (--unload-dit)."""
+        n = len(self.dit.blocks)
+        now = on_host(self.dit)
+        more = next((k for k in (n // 2, n) if k > now), None)
+        if more is None or self.parked is not None:
+            return None
+        offload_more(self.dit, self.dit.blocks, self.device, more)
+        return (f"out of GPU memory; continuing with {more} of {n} DiT blocks in host memory "
+                f"(like --offload-blocks {more}: slower, same frames)")
+
     def close(self) -> None:
+        self.dit.guard = self.lq.guard = plain_call
+        if hasattr(self.decoder, "guard"):
+            self.decoder.guard = plain_call
         self.lq_frames.clear()
         self.caches = [None] * len(self.dit.blocks)
         if self.parked is not None:  # the engine's next stream finds its DiT where it was

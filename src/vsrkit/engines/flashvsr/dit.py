@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...memory import plain_call
 from ...ops.attention import ATTENTION, pick_attention  # noqa: F401 (re-exported)
 from ...ops.rope import rope_apply, rope_freqs
 from .lcsa import WIN, block_mask, from_windows, local_mask, to_windows  # noqa: F401
@@ -149,6 +150,7 @@ class WanDiT(nn.Module):
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(c.dim, c.dim * 6))
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.num_layers))
         self.head = Head(c)
+        self.guard = plain_call  # a session's memory.OOMGuard: a block is rerun, not the step
 
     def set_attention(self, name: str) -> None:
         if name == "flex":
@@ -179,8 +181,8 @@ class WanDiT(nn.Module):
         freqs = rope_freqs(D // self.config.num_heads, t_index, h, w).to(x_.device)
         x_ = x_ + lq_tokens
         for i, blk in enumerate(self.blocks):
-            x_, caches[i] = blk(x_, t_mod, freqs, (f, h, w), caches[i], ctx_kv[i], topk, kv_len,
-                                local)
+            x_, caches[i] = self.guard(blk, x_, t_mod, freqs, (f, h, w), caches[i], ctx_kv[i],
+                                       topk, kv_len, local)
         out = self.head(x_, t)  # (L, 64) ordered (pt, ph, pw, c)
         pt, ph, pw = self.config.patch
         out = out.view(f, h, w, pt, ph, pw, -1).permute(6, 0, 3, 1, 4, 2, 5)

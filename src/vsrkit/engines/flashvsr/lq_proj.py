@@ -8,6 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...memory import plain_call
+
 CONTEXT = 2  # frames of temporal left context of each causal conv
 
 
@@ -52,6 +54,7 @@ class LQProjector(nn.Module):
         self.conv2 = CausalConv3d(hidden1, hidden2, (4, 3, 3), stride=(2, 1, 1))
         self.norm2 = RMSNormC(hidden2)
         self.linear_layers = nn.ModuleList([nn.Linear(hidden2, out_dim)])
+        self.guard = plain_call  # a session's memory.OOMGuard around each convolution
         self.reset()
 
     @classmethod
@@ -68,11 +71,8 @@ class LQProjector(nn.Module):
     def _conv(self, conv, x, which: str):
         """v1.1: context = the previous clip's last frames; v1: the current clip's own."""
         last = x[:, :, -CONTEXT:].clone()
-        if self.causal:
-            y = conv(x, getattr(self, which))
-        else:
-            y = conv(x, last)
-        setattr(self, which, last)
+        y = self.guard(conv, x, getattr(self, which) if self.causal else last)
+        setattr(self, which, last)  # after the conv: a rerun (memory.OOMGuard) sees the same
         return y
 
     def push(self, clip: torch.Tensor) -> torch.Tensor | None:

@@ -8,6 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...memory import plain_call
+
 
 def conv3(cin, cout, bias=True):
     return nn.Conv2d(cin, cout, 3, padding=1, bias=bias)
@@ -62,6 +64,7 @@ class TCDecoder(nn.Module):
     def __init__(self, ch: list[int], latent: int = 16, cond: int = 768):
         super().__init__()
         self.decoder = build_decoder(ch, latent, cond)
+        self.guard = plain_call  # a session's memory.OOMGuard around each layer
         self.reset()
 
     @classmethod
@@ -79,16 +82,18 @@ class TCDecoder(nn.Module):
         """Depth first through the layers from index i (TGrow fans out frames in order)."""
         while i < len(self.decoder):
             b = self.decoder[i]
+            # each layer call changes no state before it returns (the memory is written
+            # after), so the guard can run it again
             if isinstance(b, MemBlock):
                 past = self.mem[i] if self.mem[i] is not None else torch.zeros_like(x)
-                self.mem[i] = x
-                x = b(x, past)
+                y = self.guard(b, x, past)
+                self.mem[i], x = x, y
             elif isinstance(b, TGrow):
-                for xt in b(x):
+                for xt in self.guard(b, x):
                     self._run(xt, i + 1, out)
                 return
             else:
-                x = b(x)
+                x = self.guard(b, x)
             i += 1
         out.append(x)
 
