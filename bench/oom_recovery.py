@@ -65,6 +65,22 @@ def flashvsr(short: float) -> None:
         return out, peak
 
     ref, peak = run("whole GPU")
+    # does moving the blocks to the host give their memory back? (the relief's premise)
+    from vsrkit.memory import free_cached_memory
+    from vsrkit.placement import offload_more
+
+    dit = loaded[0][0]
+    mem = lambda: (torch.cuda.memory_allocated() / GIB, torch.cuda.memory_reserved() / GIB)  # noqa
+    before = mem()
+    offload_more(dit, dit.blocks, torch.device("cuda"), 30)
+    free_cached_memory()
+    after = mem()
+    offload_more(dit, dit.blocks, torch.device("cuda"), 0)
+    free_cached_memory()
+    print(f"flashvsr: allocated / reserved {before[0]:.2f} / {before[1]:.2f} GiB, with all 30 "
+          f"blocks on the host {after[0]:.2f} / {after[1]:.2f} GiB, back {mem()[0]:.2f} / "
+          f"{mem()[1]:.2f} GiB; PYTORCH_CUDA_ALLOC_CONF="
+          f"{__import__('os').environ.get('PYTORCH_CUDA_ALLOC_CONF')}", flush=True)
     limit = peak - short
     cap(limit)
     print(f"flashvsr: allocator capped at {limit:.2f} GiB", flush=True)

@@ -8,7 +8,15 @@ that ``import vsrkit.errors`` (or the CLI's ``--help``) does not pull in torch a
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# CUDA memory that a run frees on its way (DiT blocks moved to the host after running out of
+# memory, a finished phase's buffers) must be reusable by one large tensor. Without expandable
+# segments, freed weights stay as holes in allocator segments that live tensors share, and a
+# 540 MiB decoder activation still failed with 2.4 GiB of weights freed (H200, capped
+# allocator). Set before torch initialises CUDA; a user's own setting wins.
+os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
 _EXPORTS = {
     "upscale": "api", "upscale_folder": "api", "Upscaler": "api", "make_options": "api",

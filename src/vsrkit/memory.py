@@ -184,6 +184,7 @@ class OOMGuard:
                 failed = str(e).splitlines()[0][:200]
             free_cached_memory()  # outside the except block: the failed call's frames are gone
             said = self.relieve()
+            free_cached_memory()  # what relieve() freed goes back to the driver
             if said is None:
                 raise ResourceError(
                     f"out of GPU memory with every memory saving this run can still make: "

@@ -95,11 +95,19 @@ class HdrMetadata:
         return out
 
 
+def _side_data(frame):
+    """A frame's side data entries. PyAV 19 made ``frame.side_data`` a plain Mapping (iterating
+    gives the types); earlier versions iterate over the entries themselves."""
+    container = frame.side_data
+    for item in container:
+        yield item if hasattr(item, "type") else container[item]
+
+
 def hdr_of(frame) -> HdrMetadata | None:
     """Read AVMasteringDisplayMetadata (10 AVRationals, has_primaries, has_luminance) and
     AVContentLightMetadata (two unsigned ints) from a frame's side data."""
     mastering = light = None
-    for sd in frame.side_data:
+    for sd in _side_data(frame):
         name = getattr(sd.type, "name", str(sd.type))
         if name == "MASTERING_DISPLAY_METADATA":
             mastering = bytes(sd)
