@@ -174,7 +174,9 @@ def test_worker_error_is_one_line_and_resumable(tmp_path):
 
 
 def _killed_run(tmp_path, clip, out, how):
-    """Start a --devices cpu,cpu CLI run, stop it with ``how`` once a segment is done."""
+    """Start a --devices cpu,cpu CLI run, stop it with ``how`` once a segment is done and both
+    workers are up (on a loaded machine the first worker can finish a segment before the
+    second has started)."""
     cmd = [*VSRKIT, "upscale", str(clip), "-o", str(out), "--model", "lanczos", "--scale", "2",
            "--codec", "ffv1", "--segment-frames", "20", "--devices", "cpu,cpu"]
     p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -182,10 +184,11 @@ def _killed_run(tmp_path, clip, out, how):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and p.poll() is None:
         try:
-            if any(s["done"] for s in json.loads(manifest.read_text())["segments"]):
-                break
+            done = any(s["done"] for s in json.loads(manifest.read_text())["segments"])
         except (OSError, ValueError, KeyError):
-            pass
+            done = False
+        if done and len(children(p.pid)) >= 2:
+            break
         time.sleep(0.05)
     time.sleep(random.Random(7).uniform(0.0, 0.3))
     assert p.poll() is None, "the run finished before it could be stopped"
