@@ -36,7 +36,7 @@ def cap(gib: float | None) -> None:
 def flashvsr(short: float) -> None:
     from flashvsr_speed import random_models, session
 
-    from vsrkit.engines.flashvsr import on_host
+    from vsrkit.placement import on_host
 
     h, w, n = 1080, 1920, 41
     dtype = torch.bfloat16

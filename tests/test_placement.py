@@ -195,7 +195,7 @@ def test_flashvsr_out_of_memory_mid_stream_moves_blocks_to_the_host(tmp_path, de
     3): the failed call runs again once more DiT blocks wait in host memory (half, then all),
     each change said once; the frames are those of a run that never ran out. With nothing left
     to move: one ResourceError. The engine then reloads the placement its plan asks for."""
-    from vsrkit.engines.flashvsr import on_host
+    from vsrkit.placement import on_host
     from vsrkit.errors import ResourceError
 
     w = make_tiny_flashvsr(tmp_path / "w")
@@ -235,3 +235,42 @@ def test_flashvsr_out_of_memory_mid_stream_moves_blocks_to_the_host(tmp_path, de
         for u in undo:
             u()
         s.close()
+
+
+@pytest.mark.parametrize("device,dtype", DEVICES)
+def test_seedvr2_dit_out_of_memory_moves_blocks_to_the_host(device, dtype):
+    """Out of memory in a DiT block (not the VAE, whose failure shrinks the VAE tiles): that
+    block runs again with half the blocks in host memory, said once, and the frames are those
+    of a run that never ran out; the next stream gets the placement its plan asks for."""
+    from tests.engines.seedvr2.common import TINY, need_parity
+    from vsrkit.placement import on_host
+
+    need_parity()
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (9, 24, 40, 3), generator=g, dtype=torch.uint8)
+    opts = vsrkit.Options(model="seedvr2-3b-tiny", weights=str(TINY), device=device, dtype=dtype,
+                          seed=3, color_fix="none", batch_frames=5, temporal_overlap=0)
+    eng = create(opts)
+    plan, ref = _run(eng, opts, frames)
+    dit = eng.models[1][0]
+    n = len(dit.blocks)
+    batches = []
+    s = eng.open(plan)
+    real_run = s._run
+    s._run = lambda a, b: (batches.append(a), real_run(a, b))[1]
+    said, failed = [], {}
+    s.notice = said.append
+    undo = _fail_once_at(dit.blocks[-1], lambda: len(batches) == 2, failed)
+    try:
+        got = torch.cat([*s.push(frames), *s.flush()])
+        assert failed  # it really failed, in the second batch
+        assert torch.equal(got, ref)
+        assert said == [f"out of GPU memory; continuing with {n // 2} of {n} DiT blocks in host "
+                        f"memory (like --offload-blocks {n // 2}: slower, same frames)"]
+        assert on_host(dit) == n // 2
+    finally:
+        undo()
+        s.close()
+    s = eng.open(plan)
+    s.close()
+    assert eng.models[1][0] is not dit and on_host(eng.models[1][0]) == 0

@@ -88,3 +88,24 @@ def offload_more(model: nn.Module, blocks: nn.ModuleList, device: torch.device, 
         old.close()  # hooks off; its host blocks stay in host memory
     model.swap = BlockSwap(blocks, n_on_host, device)
     return model.swap
+
+
+def on_host(model: nn.Module) -> int:
+    """How many of the model's DiT blocks are kept in host memory now."""
+    swap = getattr(model, "swap", None)
+    return swap.n_on_host if swap is not None else 0
+
+
+def offload_relief(model: nn.Module, blocks: nn.ModuleList, device: torch.device,
+                   blocked: bool = False) -> str | None:
+    """``memory.OOMGuard``'s saving for a DiT, shared by both engines: half, then all, of its
+    blocks to host memory, streamed in ahead of use (slower; the frames do not change).
+    Returns the line to say, or None when all are there already or ``blocked`` (FlashVSR's
+    --unload-dit parks the DiT whole, which a block swap cannot join)."""
+    n, now = len(blocks), on_host(model)
+    more = next((k for k in (n // 2, n) if k > now), None)
+    if more is None or blocked:
+        return None
+    offload_more(model, blocks, device, more)
+    return (f"out of GPU memory; continuing with {more} of {n} DiT blocks in host memory "
+            f"(like --offload-blocks {more}: slower, same frames)")

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ... import hub
 from ...compiled import set_compiled
 from ...memory import OOMGuard, plain_call
-from ...placement import offload_more, place, quantize_blocks, weight_settings
+from ...placement import offload_relief, on_host, place, quantize_blocks, weight_settings
 from ...devices import pick_device, pick_dtype
 from ...errors import WeightsError
 from ...estimate import flashvsr as estimate
@@ -250,12 +250,6 @@ def prepare(dit, lq, decoder, prompt, device, dtype, offload_blocks: int = 0):
     return mods, ctx_kv, t, t_mod
 
 
-def on_host(dit) -> int:
-    """How many of the DiT's blocks are kept in host memory now."""
-    swap = getattr(dit, "swap", None)
-    return swap.n_on_host if swap is not None else 0
-
-
 @contextmanager
 def _on(module: torch.nn.Module, device: torch.device):
     """``module`` on ``device`` for the block, then back where it was."""
@@ -427,17 +421,8 @@ class FlashVSRSession(EngineSession):
                 yield out
 
     def _relieve(self) -> str | None:
-        """``OOMGuard``'s next saving: half, then all, of the DiT's blocks in host memory,
-        streamed in ahead of use (slower; the frames do not change). None when all are there
-        already, or the DiT is parked whole (--unload-dit)."""
-        n = len(self.dit.blocks)
-        now = on_host(self.dit)
-        more = next((k for k in (n // 2, n) if k > now), None)
-        if more is None or self.parked is not None:
-            return None
-        offload_more(self.dit, self.dit.blocks, self.device, more)
-        return (f"out of GPU memory; continuing with {more} of {n} DiT blocks in host memory "
-                f"(like --offload-blocks {more}: slower, same frames)")
+        return offload_relief(self.dit, self.dit.blocks, self.device,
+                              blocked=self.parked is not None)
 
     def close(self) -> None:
         self.dit.guard = self.lq.guard = plain_call

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 
 from ... import hub
 from ...compiled import set_compiled
-from ...memory import Fallbacks, retry_on_oom
-from ...placement import place, quantize_blocks, weight_settings
+from ...memory import Fallbacks, OOMGuard, plain_call, retry_on_oom
+from ...placement import offload_relief, on_host, place, quantize_blocks, weight_settings
 from ...devices import dtype_name, pick_device, pick_dtype
 from ...errors import UsageError
 from ...estimate import seedvr2 as estimate
@@ -151,7 +151,9 @@ class SeedVR2Engine(Engine):
     def load(self, device: torch.device, dtype: torch.dtype, weights_dtype: str | None = None,
              offload_blocks: int = 0):
         key = (device, dtype, weights_dtype, offload_blocks)
-        if self.models is not None and self.models[0] == key:
+        # a run out of memory may have moved more blocks to the host (OOMGuard)
+        if self.models is not None and self.models[0] == key and \
+                on_host(self.models[1][0]) == offload_blocks:
             return self.models[1]
         self.models = None
         files, paths = self._resolve()
@@ -193,6 +195,11 @@ class SeedVR2Session(EngineSession):
     def __init__(self, plan: EnginePlan, loaded, device, dtype):
         self.dit, self.vae, self.txt = loaded
         self.dit.set_attention(plan.details["attention"])
+        # out of memory in a DiT block: that block again, with more blocks in host memory (the
+        # VAE's out of memory reruns the batch with smaller tiles: self.fallbacks)
+        self.dit.guard = OOMGuard(
+            lambda: offload_relief(self.dit, self.dit.blocks, self.device),
+            lambda line: self.notice and self.notice(line))
         self.plan, self.device, self.dtype = plan, device, dtype
         d = plan.details
         self.length, self.overlap = d["batch_frames"], d["temporal_overlap"]
@@ -227,6 +234,7 @@ class SeedVR2Session(EngineSession):
         yield from self._emit(self.received)
 
     def close(self) -> None:
+        self.dit.guard = plain_call
         self.frames, self.pending = [], {}
 
     def _emit(self, upto: int) -> Iterator[torch.Tensor]:

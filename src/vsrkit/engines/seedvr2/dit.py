@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import DiTConfig
+from ...memory import plain_call
 from ...ops.attention import VARLEN, Packed
 from .windows import window_grid, window_index
 
@@ -313,6 +314,7 @@ class NaDiT(nn.Module):
         self.txt_in = nn.Linear(c.txt_in_dim, c.vid_dim)
         self.emb_in = TimeEmbedding(c)
         self.blocks = nn.ModuleList(Block(c, i) for i in range(c.num_layers))
+        self.guard = plain_call  # a session's memory.OOMGuard: a block is run again, not all
         if c.arch == "3b":
             self.vid_out_norm = RMSNorm(c.vid_dim, c.norm_eps)
             self.vid_out_ada = Ada(c.vid_dim, ("out",), gate=False)
@@ -340,7 +342,7 @@ class NaDiT(nn.Module):
         vid = self.vid_in.proj(v)
         e = self.emb_in(timestep, x.device, vid.dtype)[0].view(c.vid_dim, 2, 3)
         for block in self.blocks:
-            vid, txt = block(vid, txt, e, lay)
+            vid, txt = self.guard(block, vid, txt, e, lay)
         if c.arch == "3b":
             # the official output modulation reads the cached 'attn' slice of the embedding
             # (AdaSingle's cache key repeats the block's layer index 0): shift/scale of attn
