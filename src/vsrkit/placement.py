@@ -35,8 +35,12 @@ def weight_settings(opts, device: torch.device, dtype: torch.dtype, n_blocks: in
                          "in the compute dtype; fp8 is the smaller storage")
     fp8 = wd == "fp8"
     if fp8:
+        # measured on an H200 (docs/performance.md): eager FP8 0.84x bf16's FPS (its activation
+        # quantization runs unfused), under --compile 1.07x at 1080p
+        slow = device.type == "cuda" and not getattr(opts, "compile", False)
         notes.append("DiT block linears in FP8 e4m3 (per-channel scales)"
-                     + ("" if device.type == "cuda" else ", dequantized on the fly"))
+                     + ("" if device.type == "cuda" else ", dequantized on the fly")
+                     + ("; add --compile: eager FP8 is slower than bf16" if slow else ""))
     n = int(opts.offload_blocks) if opts.offload_blocks.isdigit() else 0
     if n and n_blocks is not None and n > n_blocks:
         raise UsageError(f"--offload-blocks {n}: the model has {n_blocks} blocks")
