@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from typing import Any
 
 # CUDA memory that a run frees on its way (DiT blocks moved to the host after running out of
@@ -16,7 +17,9 @@ from typing import Any
 # segments, freed weights stay as holes in allocator segments that live tensors share, and a
 # 540 MiB decoder activation still failed with 2.4 GiB of weights freed (H200, capped
 # allocator). Set before torch initialises CUDA; a user's own setting wins.
-os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+# Linux only: PyTorch warns that other platforms do not support it.
+if sys.platform.startswith("linux"):
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
 _EXPORTS = {
     "upscale": "api", "upscale_folder": "api", "Upscaler": "api", "make_options": "api",
