@@ -11,8 +11,9 @@ run.py does for a video without tiling: frames padded with copies of the last to
 4x (bicubic) one by one on the GPU, cropped to multiples of 128 and stacked on the host, then
 its pipeline, which decodes every latent at the end and returns the whole clip on the GPU. Its
 attention is its default (Sparse SageAttention, INT8 Q/K; by the study in
-shared/reference/flashvsr.md it attends half the official key budget). vsrkit runs its engine
-session fed 8 frames at a time, letting each output go, as `vsrkit upscale` does.
+shared/reference/flashvsr.md it attends half the official key budget). vsrkit runs its
+engine (its plan and session, from the same files) fed 8 frames at a time, letting each output
+go, as `vsrkit upscale` does.
 
 FPS counts the frames a user gets (the input's), over the seconds from the uint8 frames to the
 last output frame on the GPU (FlashVSR+: its input preparation included; "pipe" also gives its
@@ -114,45 +115,36 @@ def plus_run(pipe, frames, dtype):
 
 # -- vsrkit -------------------------------------------------------------------------------------
 
-def vsrkit_models(weights: Path, dtype, compile: bool):
-    """The engine's modules loaded from the same files (its strict official-layout loaders)."""
-    from flashvsr_speed import FULL
-    from safetensors.torch import load_file
+def vsrkit_engine(weights: Path, compile: bool, device: str = "cuda"):
+    """vsrkit's FlashVSR engine on the same files, as `vsrkit upscale --weights` loads them."""
+    import vsrkit
+    from vsrkit.engines import create
 
-    from vsrkit.compiled import set_compiled
-    from vsrkit.engines.flashvsr import prepare
-    from vsrkit.engines.flashvsr.dit import WanDiT
-    from vsrkit.engines.flashvsr.lq_proj import LQProjector
-    from vsrkit.engines.flashvsr.tcdecoder import TCDecoder
-
-    with torch.device("meta"):  # no random init of 1.3 B parameters only to overwrite them
-        dit, lq, tc = WanDiT(FULL), LQProjector(3, 2048, 3072, 1536, causal=True), TCDecoder(
-            [512, 256, 128, 128])
-    dit.load_state_dict(load_file(str(weights / "diffusion_pytorch_model_streaming_dmd.safetensors")),
-                        assign=True)
-    lq.load_state_dict(torch.load(weights / "LQ_proj_in.ckpt"), assign=True)
-    tc.load_state_dict(torch.load(weights / "TCDecoder.ckpt"), assign=True)
-    for m in (dit, lq, tc):
-        left = [n for n, t in [*m.named_parameters(), *m.named_buffers()] if t.is_meta]
-        assert not left, left
-    prompt = torch.load(weights / "posi_prompt.pth").float()
-    loaded = prepare(dit, lq, tc, prompt, torch.device("cuda"), dtype)
-    set_compiled(loaded[0][0].blocks, compile)
-    return loaded
+    opts = vsrkit.Options(model="flashvsr-v1.1", weights=str(weights), device=device,
+                          dtype="bf16" if device == "cuda" else "fp32", compile=compile)
+    return create(opts), opts
 
 
-def vsrkit_run(loaded, frames, dtype):
-    from flashvsr_speed import session
+def vsrkit_run(model, frames, dtype):
+    """The engine's plan and session for these frames, fed 8 at a time as run.py feeds them;
+    each output is let go (run.py copies it out)."""
+    from fractions import Fraction
 
+    from vsrkit.frames import StreamSpec
+
+    eng, opts = model
     n, lh, lw, _ = frames.shape
-    s = session(loaded, lh * 4, lw * 4, "flex", "cuda", dtype)
+    spec = StreamSpec(width=lw, height=lh, frame_rate=Fraction(30), time_base=Fraction(1, 30),
+                      frames=None)
+    s = eng.open(eng.plan(spec, opts))
+    sync = torch.cuda.synchronize if opts.device == "cuda" else (lambda: None)
     got = 0
-    torch.cuda.synchronize()
+    sync()
     t0 = time.perf_counter()
-    for i in range(0, n, 8):  # as run.py feeds it; each output is let go (run.py copies it out)
+    for i in range(0, n, 8):
         got += sum(o.shape[0] for o in s.push(frames[i:i + 8]))
     got += sum(o.shape[0] for o in s.flush())
-    torch.cuda.synchronize()
+    sync()
     secs = time.perf_counter() - t0
     s.close()
     return got, secs, secs, (got, lh * 4, lw * 4)
@@ -167,7 +159,7 @@ def side(a) -> None:
         model = plus_pipeline(Path(a.plus), Path(a.weights), dtype)
         go = plus_run
     else:
-        model = vsrkit_models(Path(a.weights), dtype, a.side == "vsrkit-compiled")
+        model = vsrkit_engine(Path(a.weights), a.side == "vsrkit-compiled")
         go = vsrkit_run
     for spec in a.sizes.split(","):
         h, w, n = map(int, spec.split("x"))

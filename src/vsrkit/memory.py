@@ -166,13 +166,13 @@ class OOMGuard:
     again without a copy of its streaming state (FlashVSR's KV caches are GiBs), but any one of
     these calls can. On CUDA out of memory the cache is freed, ``relieve()`` frees memory held
     elsewhere (it returns a line saying what it did, or None when nothing is left) and the same
-    call runs again with the same inputs, so the frames do not change. Each line is said once.
-    A model calls ``self.guard(fn, *args)`` where it would call ``fn(*args)``."""
+    call runs again with the same inputs, so the frames do not change. Each saving is said
+    once, as it is made. A model calls ``self.guard(fn, *args)`` where it would call
+    ``fn(*args)``."""
 
     def __init__(self, relieve: Callable[[], str | None],
                  notice: Callable[[str], None] | None = None):
         self.relieve, self.notice = relieve, notice
-        self._said: set[str] = set()
 
     def __call__(self, fn: Callable[..., T], *args) -> T:
         while True:
@@ -182,15 +182,14 @@ class OOMGuard:
                 if not is_oom(e):
                     raise
                 failed = str(e).splitlines()[0][:200]
-            free_cached_memory()  # outside the except block: the failed call's frames are gone
             said = self.relieve()
-            free_cached_memory()  # what relieve() freed goes back to the driver
+            # outside the except block, where the failed call's tensors are gone: they and what
+            # relieve() freed go back to the driver
+            free_cached_memory()
             if said is None:
                 raise ResourceError(
                     f"out of GPU memory with every memory saving this run can still make: "
                     f"{failed}; free GPU memory or plan smaller (--tile-size, "
                     "--weights-dtype fp8, --vram-budget)")
-            if said not in self._said:
-                self._said.add(said)
-                if self.notice is not None:
-                    self.notice(said)
+            if self.notice is not None:
+                self.notice(said)

@@ -72,6 +72,11 @@ class EngineSession(ABC):
 
     notice: "Callable[[str], None] | None" = None
 
+    def say(self, line: str) -> None:
+        """``line`` through ``notice``, when the pipeline has set one."""
+        if self.notice is not None:
+            self.notice(line)
+
     @abstractmethod
     def push(self, frames: "torch.Tensor") -> Iterator["torch.Tensor"]:
         """Take ``(T, H, W, 3)`` frames; yield output batches that are final, in order."""

@@ -286,7 +286,7 @@ class FlashVSRSession(EngineSession):
         self.plan, self.device, self.dtype = plan, device, dtype
         # out of memory inside a step: the failed block or layer runs again once more DiT
         # blocks wait in host memory (a step cannot be rerun: its state is replaced as it goes)
-        guard = OOMGuard(self._relieve, lambda line: self.notice and self.notice(line))
+        guard = OOMGuard(self._relieve, self.say)
         self.dit.guard = self.lq.guard = guard
         if isinstance(decoder, TCDecoder):
             decoder.guard = guard

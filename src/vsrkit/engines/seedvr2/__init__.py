@@ -198,8 +198,7 @@ class SeedVR2Session(EngineSession):
         # out of memory in a DiT block: that block again, with more blocks in host memory (the
         # VAE's out of memory reruns the batch with smaller tiles: self.fallbacks)
         self.dit.guard = OOMGuard(
-            lambda: offload_relief(self.dit, self.dit.blocks, self.device),
-            lambda line: self.notice and self.notice(line))
+            lambda: offload_relief(self.dit, self.dit.blocks, self.device), self.say)
         self.plan, self.device, self.dtype = plan, device, dtype
         d = plan.details
         self.length, self.overlap = d["batch_frames"], d["temporal_overlap"]
@@ -213,7 +212,7 @@ class SeedVR2Session(EngineSession):
         self.emitted = 0
         self.layouts: dict[tuple, Layout] = {}
         # out of GPU memory in a batch: that batch again with smaller VAE tiles (sticky)
-        self.fallbacks = Fallbacks(vae_fallbacks(d["vae_tiles"], d["canvas"]),
+        self.fallbacks = Fallbacks(vae_fallbacks(d["vae_tiles"], d["canvas"]), self.say,
                                    describe=describe_vae_tiles)
 
     # -- the stream --------------------------------------------------------------------------
@@ -255,8 +254,6 @@ class SeedVR2Session(EngineSession):
             self.plan.details["vae_tiles"] = tiles
             return restore(self, x, self.plan.start_frame + s)
 
-        if self.fallbacks.notice is None:
-            self.fallbacks.notice = self.notice
         y = retry_on_oom(attempt, self.fallbacks)  # (n, 3, H, W) in [-1, 1], unclipped
         y = (y.clamp(-1, 1) * 0.5 + 0.5).permute(0, 2, 3, 1)  # (n, H, W, 3) in [0, 1]
         n_ov = max(0, self.covered - s)
