@@ -229,12 +229,14 @@ def prepare(dit, lq, decoder, prompt, device, dtype, offload_blocks: int = 0):
     ``decoder``: a TCDecoder (tiny, tiny-long) or a WanVAE (full)."""
     dit = dit.to(dtype).eval()  # cast where it is (host): the host blocks never visit the GPU
     # the prompt's K/V before the blocks are placed: kv() is not a block's forward, so a block
-    # kept on the host would not be streamed in for it (BlockSwap hooks the forward)
-    with _on(dit.text_embedding, device):
-        ctx = dit.text_embedding(prompt.to(device, dtype).reshape(-1, prompt.shape[-1]))
+    # kept on the host would not be streamed in for it (BlockSwap hooks the forward); only the
+    # host blocks' projections go back (place() leaves what is on the device there)
+    dit.text_embedding.to(device)
+    ctx = dit.text_embedding(prompt.to(device, dtype).reshape(-1, prompt.shape[-1]))
+    resident = len(dit.blocks) - offload_blocks
     ctx_kv = []
-    for b in dit.blocks:
-        with _on(b.cross_attn, device):
+    for i, b in enumerate(dit.blocks):
+        with _on(b.cross_attn, device, back=i >= resident):
             ctx_kv.append(b.cross_attn.kv(ctx))
     dit.swap = place(dit, dit.blocks, device, offload_blocks)
     mods = [dit] + [m.to(device=device, dtype=dtype).eval() for m in (lq, decoder)]
@@ -251,14 +253,15 @@ def prepare(dit, lq, decoder, prompt, device, dtype, offload_blocks: int = 0):
 
 
 @contextmanager
-def _on(module: torch.nn.Module, device: torch.device):
-    """``module`` on ``device`` for the block, then back where it was."""
+def _on(module: torch.nn.Module, device: torch.device, back: bool):
+    """``module`` on ``device`` for the block, then (``back``) where it was."""
     home = next(module.parameters()).device
     module.to(device)
     try:
         yield module
     finally:
-        module.to(home)
+        if back:
+            module.to(home)
 
 
 def _strict(module, sd, name: str) -> None:
