@@ -67,13 +67,9 @@ def test_flashvsr_compiled_blocks_equal_eager(tmp_path):
 
 
 def test_seedvr2_compiled_blocks_equal_eager():
-    from tests.engines.seedvr2.common import TINY, need_parity
+    from tests.engines.seedvr2.common import tiny_stream
 
-    need_parity()
-    g = torch.Generator().manual_seed(0)
-    frames = torch.randint(0, 256, (5, 24, 40, 3), generator=g, dtype=torch.uint8)
-    base = dict(model="seedvr2-3b-tiny", weights=str(TINY), device="cpu", dtype="fp32", seed=3,
-                color_fix="none", batch_frames=5, temporal_overlap=0)
+    frames, base = tiny_stream(5)
     eng = create(vsrkit.Options(**base))
     eager = _run(eng, vsrkit.Options(**base), frames)
     compiled = _run(eng, vsrkit.Options(**base, compile=True), frames)

@@ -71,13 +71,9 @@ def test_flashvsr_offload_and_fp8(tmp_path, device, dtype):
 
 @pytest.mark.parametrize("device,dtype", DEVICES)
 def test_seedvr2_offload_and_fp8(device, dtype):
-    from tests.engines.seedvr2.common import TINY, need_parity
+    from tests.engines.seedvr2.common import tiny_stream
 
-    need_parity()
-    g = torch.Generator().manual_seed(0)
-    frames = torch.randint(0, 256, (5, 24, 40, 3), generator=g, dtype=torch.uint8)
-    base = dict(model="seedvr2-3b-tiny", weights=str(TINY), device=device, dtype=dtype, seed=3,
-                color_fix="none", batch_frames=5, temporal_overlap=0)
+    frames, base = tiny_stream(5, device, dtype)
     _check(create(vsrkit.Options(**base)), base, frames, lambda e: e.models[1][0])
 
 
@@ -137,14 +133,10 @@ def test_seedvr2_batch_out_of_memory_retried_with_smaller_vae_tiles():
     """A batch that runs out of GPU memory (simulated: the VAE raises CUDA's error for inputs
     wider than a tile) is run again with smaller VAE tiles, said once, and the frames are those
     of a run planned with those tiles; when the smallest plan fails too: one ResourceError."""
-    from tests.engines.seedvr2.common import TINY, need_parity
+    from tests.engines.seedvr2.common import tiny_stream
     from vsrkit.errors import ResourceError
 
-    need_parity()
-    g = torch.Generator().manual_seed(0)
-    frames = torch.randint(0, 256, (9, 24, 40, 3), generator=g, dtype=torch.uint8)
-    base = dict(model="seedvr2-3b-tiny", weights=str(TINY), device="cpu", dtype="fp32", seed=3,
-                color_fix="none", batch_frames=5, temporal_overlap=0)
+    frames, base = tiny_stream(9)
     eng = create(vsrkit.Options(**base))
     tiled = vsrkit.Options(**base, tiled_vae=True, vae_tile_size=32, vae_tile_overlap=8)
     _, want = _run(eng, tiled, frames)
@@ -242,14 +234,11 @@ def test_seedvr2_dit_out_of_memory_moves_blocks_to_the_host(device, dtype):
     """Out of memory in a DiT block (not the VAE, whose failure shrinks the VAE tiles): that
     block runs again with half the blocks in host memory, said once, and the frames are those
     of a run that never ran out; the next stream gets the placement its plan asks for."""
-    from tests.engines.seedvr2.common import TINY, need_parity
+    from tests.engines.seedvr2.common import tiny_stream
     from vsrkit.placement import on_host
 
-    need_parity()
-    g = torch.Generator().manual_seed(0)
-    frames = torch.randint(0, 256, (9, 24, 40, 3), generator=g, dtype=torch.uint8)
-    opts = vsrkit.Options(model="seedvr2-3b-tiny", weights=str(TINY), device=device, dtype=dtype,
-                          seed=3, color_fix="none", batch_frames=5, temporal_overlap=0)
+    frames, base = tiny_stream(9, device, dtype)
+    opts = vsrkit.Options(**base)
     eng = create(opts)
     plan, ref = _run(eng, opts, frames)
     dit = eng.models[1][0]
